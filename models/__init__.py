@@ -1,0 +1,2 @@
+from models.backbones import BACKBONES, auto_backbone_name, build_backbone
+from models.heads import ClusteringModel, ContrastiveModel

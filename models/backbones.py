@@ -1,0 +1,67 @@
+"""Backbones: each returns {'backbone': module mapping images to feature vectors, 'dim': int}.
+
+ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool) for 32x32 images and the STL
+stem (3x3 conv, stride 1, then max-pool) for 96x96 images, torchvision's ResNet-50 for ImageNet,
+and a small VGG-style network for tiny images (the digits) where a ResNet-18 would be wasted
+compute on two CPU cores.
+"""
+import torch.nn as nn
+import torchvision
+
+BACKBONES = ('small', 'resnet18_cifar', 'resnet18_stl', 'resnet50')
+
+
+def _resnet18(keep_maxpool):
+    net = torchvision.models.resnet18(weights=None)
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    if not keep_maxpool:
+        net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    return {'backbone': net, 'dim': 512}
+
+
+def resnet18_cifar():
+    return _resnet18(keep_maxpool=False)
+
+
+def resnet18_stl():
+    return _resnet18(keep_maxpool=True)
+
+
+def resnet50():
+    net = torchvision.models.resnet50(weights=None)
+    net.fc = nn.Identity()
+    return {'backbone': net, 'dim': 2048}
+
+
+def _conv_block(cin, cout):
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+def small(width=32):
+    w = width
+    net = nn.Sequential(
+        *_conv_block(3, w), *_conv_block(w, w), nn.MaxPool2d(2),
+        *_conv_block(w, 2 * w), *_conv_block(2 * w, 2 * w), nn.MaxPool2d(2),
+        *_conv_block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return {'backbone': net, 'dim': 4 * w}
+
+
+def auto_backbone_name(image_size):
+    """Pick a backbone for images of a given (crop) size: small, CIFAR-like, or larger."""
+    if image_size <= 24:
+        return 'small'
+    if image_size <= 64:
+        return 'resnet18_cifar'
+    if image_size <= 128:
+        return 'resnet18_stl'
+    return 'resnet50'
+
+
+def build_backbone(name):
+    builders = {'small': small, 'resnet18_cifar': resnet18_cifar, 'resnet18_stl': resnet18_stl,
+                'resnet50': resnet50}
+    if name not in builders:
+        raise ValueError(f"unknown backbone '{name}', expected one of {list(builders)}")
+    return builders[name]()

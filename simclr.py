@@ -1,0 +1,174 @@
+"""Step 1: SimCLR pretext training, then top-k nearest-neighbour mining for step 2.
+
+    python simclr.py --config_env configs/env.yml --config_exp configs/pretext/simclr_digits.yml
+
+Writes into <root_dir>/<dataset>/pretext/: checkpoint.pth.tar (every epoch; a rerun resumes),
+model.pth.tar, topk-train-neighbors.npy, topk-val-neighbors.npy, log.jsonl.
+"""
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data import build_dataset
+from data.augment import build_augmentation, build_val_transform
+from data.loaders import make_loader, set_loader_epoch
+from data.settings import complete_image_settings
+from data.wrappers import AugmentedDataset
+from losses import SimCLRLoss
+from models import ContrastiveModel, build_backbone
+from utils.checkpoint import atomic_save, load, load_state_dict_strict
+from utils.device import autocast, prepare_model, to_device
+from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
+from utils.inference import compute_features
+from utils.knn import weighted_knn_accuracy
+from utils.mining import mine_nearest_neighbors, neighbor_accuracy
+from utils.runtime import get_args_parser, log, start_run
+from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
+                            resume_state, seed_everything)
+
+
+def train_one_epoch(model, loader, criterion, optimizer, device, epoch):
+    model.train()
+    total, steps = torch.zeros((), device=device), 0
+    bar = tqdm(loader, desc=f"pretext epoch {epoch}", leave=False, disable=not is_main_process())
+    for batch in bar:
+        images = to_device(torch.cat([batch['image'], batch['image_augmented']]), device)
+        with autocast(device):
+            output = model(images)
+        b = batch['image'].shape[0]
+        features = torch.stack([output[:b], output[b:]], dim=1).float()
+        loss = criterion(features)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()
+        steps += 1
+        if steps % 10 == 0:  # reading the loss syncs with the device: not every step
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    return (total / max(steps, 1)).item()
+
+
+def embed(model, dataset, cfg, device, desc):
+    """L2-normalised contrastive features of a dataset under the validation transform."""
+    dataset.transform = build_val_transform(cfg)
+    loader = make_loader(dataset, cfg, device, shuffle=False, drop_last=False, distributed=False)
+    model.eval()
+    return compute_features(model, loader, device, desc)
+
+
+def train_pretext(cfg, model, device):
+    base = build_dataset(cfg, 'pretext')
+    augmentation = build_augmentation(cfg)
+    loader = make_loader(AugmentedDataset(base, augmentation, augmentation), cfg, device,
+                         shuffle=True, drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"{len(base)} images is fewer than one batch of {cfg.batch_size}; "
+                         f"lower batch_size")
+    monitor = [build_dataset(cfg, 'train'), build_dataset(cfg, 'val')]
+    ddp_model = wrap_ddp(model, device, cfg)
+    criterion = SimCLRLoss(**{'temperature': cfg.criterion_kwargs.temperature})
+    optimizer = build_optimizer(cfg, ddp_model.parameters())
+    scheduler = build_scheduler(cfg, optimizer)
+    run_log = RunLog(cfg.paths.pretext_log)
+
+    start_epoch = 0
+    state = resume_state(cfg, cfg.paths.pretext_checkpoint, device)
+    if state is not None:
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        start_epoch = state['epoch']
+        log(f"resuming from {cfg.paths.pretext_checkpoint} at epoch {start_epoch}", 'yellow')
+
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_everything(epoch_seed(cfg, epoch))
+        set_loader_epoch(loader, epoch)
+        started = time.time()
+        loss = train_one_epoch(ddp_model, loader, criterion, optimizer, device, epoch)
+        seconds = time.time() - started
+        record = {'epoch': epoch + 1, 'loss': loss, 'lr': optimizer.param_groups[0]['lr'],
+                  'seconds': round(seconds, 2),
+                  'images_per_s': round(len(loader) * cfg.batch_size / seconds, 1)}
+        scheduler.step()
+        if is_main_process() and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs):
+            record['knn_acc'] = knn_monitor(model, monitor, cfg, device)
+        if is_main_process():
+            atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                         'scheduler': scheduler.state_dict(), 'epoch': epoch + 1,
+                         'config': plain(cfg)}, cfg.paths.pretext_checkpoint)
+        run_log.write(record)
+
+
+def knn_monitor(model, datasets, cfg, device):
+    """Weighted kNN accuracy of val images against train features, where labels exist."""
+    train_set, val_set = datasets
+    if not (train_set.has_labels and val_set.has_labels):
+        return None
+    train_f, train_t = embed(model, train_set, cfg, device, 'kNN bank')
+    val_f, val_t = embed(model, val_set, cfg, device, 'kNN query')
+    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, cfg.num_classes)
+
+
+def convert_moco_state_dict(state_dict):
+    """MoCo v2 checkpoint keys (module.encoder_q.*) -> ContrastiveModel keys."""
+    state_dict = state_dict.get('state_dict', state_dict)
+    converted = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix('module.')
+        if not key.startswith('encoder_q.'):
+            continue  # the momentum encoder and the queue are not part of the model
+        key = key.removeprefix('encoder_q.')
+        if key.startswith('fc.'):
+            converted['contrastive_head.' + key.removeprefix('fc.')] = value
+        else:
+            converted['backbone.' + key] = value
+    return converted
+
+
+def import_pretrained(model, path):
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    load_state_dict_strict(model, convert_moco_state_dict(state), path)
+    log(f"imported pretrained weights from {path}; pretext training skipped", 'yellow')
+
+
+def mine_and_save(model, cfg, device):
+    """Embed train and val with the val transform, mine neighbours, report their accuracy."""
+    results = {}
+    for split, k, path in (('train', cfg.num_neighbors, cfg.paths.topk_neighbors_train_path),
+                           ('val', cfg.num_neighbors_val, cfg.paths.topk_neighbors_val_path)):
+        dataset = build_dataset(cfg, split)
+        features, targets = embed(model, dataset, cfg, device, f"embed {split}")
+        started = time.time()
+        indices = mine_nearest_neighbors(features, k, cfg.mining_index,
+                                         cfg.mining_ivf_kwargs.nlist, cfg.mining_ivf_kwargs.nprobe)
+        accuracy = neighbor_accuracy(indices, targets.cpu().numpy())
+        np.save(path, indices)
+        shown = 'n/a (no labels)' if accuracy is None else f"{accuracy:.4f}"
+        log(f"top-{k} neighbours of {len(dataset)} {split} images mined in "
+            f"{time.time() - started:.1f}s; neighbour accuracy {shown}; saved {path}", 'green')
+        results[split] = accuracy
+    return results
+
+
+def main(args):
+    cfg, device = start_run(args, 'simclr')
+    complete_image_settings(cfg)
+    os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
+    model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
+    model = prepare_model(model, device)
+    if cfg.pretrained_weights:
+        import_pretrained(model, cfg.pretrained_weights)
+    else:
+        train_pretext(cfg, model, device)
+    if is_main_process():
+        atomic_save({'model': model.state_dict(), 'config': plain(cfg)}, cfg.paths.pretext_model)
+        mine_and_save(model, cfg, device)
+    barrier()
+    cleanup_distributed()
+
+
+if __name__ == '__main__':
+    main(get_args_parser('SCAN step 1: SimCLR pretext training and neighbour mining').parse_args())

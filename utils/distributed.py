@@ -1,0 +1,83 @@
+"""DDP plumbing for `torchrun`; every function is a no-op in a single process."""
+import os
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+
+
+def init_distributed():
+    """Join the process group when launched by torchrun (RANK and WORLD_SIZE are set)."""
+    if 'RANK' not in os.environ or 'WORLD_SIZE' not in os.environ or is_distributed():
+        return
+    backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    dist.init_process_group(backend=backend)
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank():
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process():
+    return get_rank() == 0
+
+
+def barrier():
+    if is_distributed():
+        dist.barrier()
+
+
+def all_gather_with_grad(tensor):
+    """Concatenate `tensor` from every rank along dim 0; gradients flow back to each rank."""
+    if not is_distributed():
+        return tensor
+    return torch.cat(dist_fn.all_gather(tensor), dim=0)
+
+
+def all_reduce_sum_with_grad(tensor):
+    if not is_distributed():
+        return tensor
+    return dist_fn.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+
+def all_reduce_sum(tensor):
+    """Sum across ranks without gradient (counts, metrics)."""
+    if is_distributed():
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj):
+    """Send a picklable object from rank 0 to all ranks."""
+    if not is_distributed():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def cleanup_distributed():
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def wrap_ddp(model, device, cfg):
+    """Under DDP: sync BatchNorm statistics across ranks (optional) and wrap; else unchanged."""
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    if cfg.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [device.index] if device.type == 'cuda' else None
+    return DistributedDataParallel(model, device_ids=device_ids)

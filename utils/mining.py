@@ -1,0 +1,78 @@
+"""Top-k nearest neighbours by inner product of L2-normalised features.
+
+faiss does the search: a flat (exact) index, on the GPU when this faiss build has GPU support,
+or an IVF index for millions of images. When the features live on a CUDA device and faiss has no
+GPU support, an exact blocked matrix product on that device keeps memory bounded.
+"""
+import math
+
+import faiss
+import numpy as np
+import torch
+
+
+def _faiss_gpu_available():
+    return hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0
+
+
+def _blocked_topk_torch(features, k, block_rows):
+    out = []
+    for start in range(0, features.shape[0], block_rows):
+        sims = features[start:start + block_rows] @ features.T
+        out.append(sims.topk(k, dim=1).indices)
+    return torch.cat(out).cpu().numpy()
+
+
+def build_ivf_index(dim, n, nlist=None, nprobe=16):
+    nlist = nlist or max(1, int(4 * math.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = min(nprobe, nlist)
+    return index
+
+
+def mine_nearest_neighbors(features, k, index_type='exact', nlist=None, nprobe=16,
+                           block_rows=4096):
+    """Indices (N x k+1, int64) of each row's k+1 most similar rows, itself normally first.
+
+    `features` (tensor or array) are L2-normalised here, so inner product = cosine similarity.
+    """
+    k1 = k + 1
+    if isinstance(features, np.ndarray):
+        features = torch.from_numpy(features)
+    features = torch.nn.functional.normalize(features.float(), dim=1)
+    n, dim = features.shape
+    if k1 > n:
+        raise ValueError(f"cannot mine {k} neighbours among {n} images; lower num_neighbors")
+    if index_type == 'exact' and features.is_cuda and not _faiss_gpu_available():
+        return _blocked_topk_torch(features, k1, block_rows)
+    x = np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
+    if index_type == 'exact':
+        index = faiss.IndexFlatIP(dim)
+    elif index_type == 'ivf':
+        index = build_ivf_index(dim, n, nlist, nprobe)
+        index.train(x)
+    else:
+        raise ValueError(f"unknown index type '{index_type}', expected 'exact' or 'ivf'")
+    if _faiss_gpu_available():
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    index.add(x)
+    _, indices = index.search(x, k1)
+    return indices.astype(np.int64)
+
+
+def neighbor_accuracy(indices, targets):
+    """Share of mined neighbours (column 0, the anchor, excluded) with the anchor's class,
+    over anchors with a known label; None when there are no labels."""
+    targets = np.asarray(targets)
+    labelled = targets >= 0
+    if not labelled.any():
+        return None
+    neighbor_targets = targets[indices[labelled, 1:]]
+    return float((neighbor_targets == targets[labelled, None]).mean())
+
+
+def recall_at_k(approx, exact):
+    """Share of the exact neighbours (anchor column excluded) that the approximate search found."""
+    hits = [len(set(a[1:]) & set(e[1:])) for a, e in zip(approx, exact)]
+    return float(np.sum(hits)) / exact[:, 1:].size

@@ -1,0 +1,41 @@
+"""What every script does first: arguments, configuration, process group, device."""
+import argparse
+import sys
+
+from termcolor import colored
+
+from utils.config import ConfigError, load_config
+from utils.device import configure_backends, select_device
+from utils.distributed import init_distributed, is_main_process
+
+
+def get_args_parser(description):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--config_env', required=True, help='environment YAML (configs/env.yml)')
+    parser.add_argument('--config_exp', required=True, help='experiment YAML (configs/<step>/...)')
+    parser.add_argument('--opts', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='override config keys, dotted for nested ones '
+                             '(e.g. epochs=10 optimizer_kwargs.lr=0.1 device=cpu)')
+    return parser
+
+
+def start_run(args, setup):
+    """Load and check the configuration, join DDP when launched by torchrun, pick the device."""
+    try:
+        cfg = load_config(args.config_env, args.config_exp, args.opts)
+    except ConfigError as e:
+        sys.exit(colored(f"config error: {e}", 'red'))
+    if cfg.setup != setup:
+        sys.exit(colored(f"config error: {args.config_exp} has setup '{cfg.setup}', but this "
+                         f"script runs '{setup}'", 'red'))
+    init_distributed()
+    device = select_device(cfg.device)
+    configure_backends(device)
+    log(f"{setup}: {cfg.config_files['exp']} on {device}; outputs in "
+        f"{cfg.paths[cfg.step + '_dir']}", 'blue')
+    return cfg, device
+
+
+def log(message, color=None):
+    if is_main_process():
+        print(colored(message, color) if color else message, flush=True)
