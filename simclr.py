@@ -27,7 +27,7 @@ from utils.knn import weighted_knn_accuracy
 from utils.mining import mine_nearest_neighbors, neighbor_accuracy
 from utils.runtime import get_args_parser, log, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
-                            resume_state, seed_everything)
+                            restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
 
 def train_one_epoch(model, loader, criterion, optimizer, device, epoch):
@@ -77,10 +77,7 @@ def train_pretext(cfg, model, device):
     start_epoch = 0
     state = resume_state(cfg, cfg.paths.pretext_checkpoint, device)
     if state is not None:
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        start_epoch = state['epoch']
+        start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
         log(f"resuming from {cfg.paths.pretext_checkpoint} at epoch {start_epoch}", 'yellow')
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -95,10 +92,7 @@ def train_pretext(cfg, model, device):
         scheduler.step()
         if is_main_process() and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs):
             record['knn_acc'] = knn_monitor(model, monitor, cfg, device)
-        if is_main_process():
-            atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                         'scheduler': scheduler.state_dict(), 'epoch': epoch + 1,
-                         'config': plain(cfg)}, cfg.paths.pretext_checkpoint)
+        save_checkpoint(cfg.paths.pretext_checkpoint, cfg, epoch + 1, model, optimizer, scheduler)
         run_log.write(record)
 
 
@@ -129,6 +123,9 @@ def convert_moco_state_dict(state_dict):
 
 
 def import_pretrained(model, path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pretrained weights not found: {path} (set pretrained_weights "
+                                f"in the config or with --opts pretrained_weights=PATH)")
     state = torch.load(path, map_location='cpu', weights_only=True)
     load_state_dict_strict(model, convert_moco_state_dict(state), path)
     log(f"imported pretrained weights from {path}; pretext training skipped", 'yellow')

@@ -240,6 +240,8 @@ def load_config(config_env, config_exp, opts=None):
             raise ConfigError(f"{config_exp}: key 'folder' must name the image folder when the "
                               f"dataset is 'folder' (e.g. --opts folder=/path/to/images)")
         cfg['folder'] = os.path.abspath(os.path.expanduser(cfg['folder']))
+    if cfg.get('pretrained_weights'):
+        cfg['pretrained_weights'] = os.path.abspath(os.path.expanduser(cfg['pretrained_weights']))
     if cfg['num_classes'] < 1:
         raise ConfigError(f"{config_exp}: key 'num_classes' must be at least 1")
     cfg['step'] = STEP_OF_SETUP[setup]

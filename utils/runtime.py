@@ -7,6 +7,7 @@ from termcolor import colored
 from utils.config import ConfigError, load_config
 from utils.device import configure_backends, select_device
 from utils.distributed import init_distributed, is_main_process
+from utils.training import seed_everything
 
 
 def get_args_parser(description):
@@ -25,13 +26,14 @@ def start_run(args, setup):
         cfg = load_config(args.config_env, args.config_exp, args.opts)
     except ConfigError as e:
         sys.exit(colored(f"config error: {e}", 'red'))
-    if cfg.setup != setup:
+    if setup is not None and cfg.setup != setup:
         sys.exit(colored(f"config error: {args.config_exp} has setup '{cfg.setup}', but this "
                          f"script runs '{setup}'", 'red'))
     init_distributed()
+    seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
     device = select_device(cfg.device)
     configure_backends(device)
-    log(f"{setup}: {cfg.config_files['exp']} on {device}; outputs in "
+    log(f"{cfg.setup}: {cfg.config_files['exp']} on {device}; outputs in "
         f"{cfg.paths[cfg.step + '_dir']}", 'blue')
     return cfg, device
 

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from utils.checkpoint import load
+from utils.checkpoint import atomic_save, load
 from utils.distributed import get_rank, is_main_process
 
 
@@ -63,6 +63,22 @@ def resume_state(cfg, checkpoint_path, device):
             f"(changed: {', '.join(changed)}). Delete that file to start over, or restore "
             f"the old values to resume.")
     return state
+
+
+def save_checkpoint(path, cfg, epoch, model, optimizer, scheduler, **extra):
+    """The whole training state of a step after `epoch` epochs (rank 0 writes it)."""
+    if is_main_process():
+        atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                     'scheduler': scheduler.state_dict(), 'epoch': epoch, 'config': plain(cfg),
+                     **extra}, path)
+
+
+def restore_checkpoint(state, model, optimizer, scheduler):
+    """Load a resume_state() dict into the training objects; returns the epoch to start at."""
+    model.load_state_dict(state['model'])
+    optimizer.load_state_dict(state['optimizer'])
+    scheduler.load_state_dict(state['scheduler'])
+    return state['epoch']
 
 
 def plain(cfg):

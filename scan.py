@@ -1,0 +1,139 @@
+"""Step 2: SCAN clustering from the neighbours mined in step 1.
+
+    python scan.py --config_env configs/env.yml --config_exp configs/scan/scan_digits.yml
+
+Reads <root_dir>/<dataset>/pretext/{model.pth.tar, topk-*-neighbors.npy}; writes into
+<root_dir>/<dataset>/scan/: checkpoint.pth.tar (every epoch; a rerun resumes), model.pth.tar (the
+lowest-loss head over the run, chosen on the validation neighbours, never by accuracy), log.jsonl.
+"""
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data import build_dataset
+from data.augment import build_augmentation, build_val_transform
+from data.loaders import make_loader, set_loader_epoch
+from data.settings import complete_image_settings
+from data.wrappers import NeighborsDataset
+from losses import SCANLoss
+from utils.checkpoint import atomic_save
+from utils.clustering_model import clustering_model_from_pretext, require
+from utils.device import autocast, prepare_model, to_device
+from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
+from utils.evaluation import labelled_metrics, lowest_loss_head, scan_head_losses
+from utils.inference import predict_clusters
+from utils.runtime import get_args_parser, log, start_run
+from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
+                            restore_checkpoint, resume_state, save_checkpoint, seed_everything)
+
+
+def train_one_epoch(model, loader, criterion, optimizer, device, epoch, head_only):
+    # With a frozen backbone its BatchNorm statistics stay frozen too (eval mode).
+    model.eval() if head_only else model.train()
+    sums = torch.zeros(3, device=device)
+    bar = tqdm(loader, desc=f"scan epoch {epoch}", leave=False, disable=not is_main_process())
+    for step, batch in enumerate(bar, 1):
+        b = batch['anchor'].shape[0]
+        images = to_device(torch.cat([batch['anchor'], batch['neighbor']]), device)
+        with autocast(device):
+            if head_only:
+                with torch.no_grad():
+                    features = model(images, forward_pass='backbone')
+                outputs = model(features, forward_pass='head')
+            else:
+                outputs = model(images)
+        losses = [criterion(out[:b], out[b:]) for out in outputs]
+        total = sum(loss[0] for loss in losses)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        sums += torch.stack([torch.stack(loss).detach() for loss in losses]).mean(0)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{total.item() / len(losses):.3f}")
+    mean = (sums / max(len(loader), 1)).tolist()
+    return {'loss': mean[0], 'consistency': mean[1], 'entropy': mean[2]}
+
+
+def evaluate(model, val_loader, val_neighbors, cfg, device):
+    """Per-head SCAN loss on the validation neighbours; metrics of the best head if labelled."""
+    predictions = predict_clusters(model, val_loader, device, desc='scan eval')
+    head_losses = scan_head_losses(predictions['probs'], val_neighbors)
+    head, loss = lowest_loss_head(head_losses)
+    record = {'best_head': head, 'val_loss': loss, 'val_consistency': head_losses[head]['consistency'],
+              'val_entropy': head_losses[head]['entropy']}
+    metrics = labelled_metrics(predictions['probs'][head], predictions['targets'], cfg.num_classes)
+    if metrics:
+        record.update({f'val_{k}': v for k, v in metrics.items()})
+    return record
+
+
+def load_neighbors(cfg):
+    for path in (cfg.paths.topk_neighbors_train_path, cfg.paths.topk_neighbors_val_path):
+        require(path, 'simclr.py')
+    return (np.load(cfg.paths.topk_neighbors_train_path),
+            np.load(cfg.paths.topk_neighbors_val_path))
+
+
+def main(args):
+    cfg, device = start_run(args, 'scan')
+    complete_image_settings(cfg)
+    os.makedirs(cfg.paths.scan_dir, exist_ok=True)
+    train_neighbors, val_neighbors = load_neighbors(cfg)
+    train_set = NeighborsDataset(build_dataset(cfg, 'train', build_augmentation(cfg)),
+                                 train_neighbors, cfg.num_neighbors)
+    val_set = build_dataset(cfg, 'val', build_val_transform(cfg))
+    train_loader = make_loader(train_set, cfg, device, shuffle=True, drop_last=True)
+    val_loader = make_loader(val_set, cfg, device, shuffle=False, drop_last=False,
+                             distributed=False)
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train_set)} images is fewer than one batch of {cfg.batch_size}; "
+                         f"lower batch_size")
+
+    model = prepare_model(clustering_model_from_pretext(cfg), device)
+    if cfg.update_cluster_head_only:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    ddp_model = wrap_ddp(model, device, cfg)
+    optimizer = build_optimizer(cfg, [p for p in ddp_model.parameters() if p.requires_grad])
+    scheduler = build_scheduler(cfg, optimizer)
+    criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight)
+    run_log = RunLog(cfg.paths.scan_log)
+
+    start_epoch, best = 0, {'loss': float('inf'), 'head': 0}
+    state = resume_state(cfg, cfg.paths.scan_checkpoint, device)
+    if state is not None:
+        start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
+        best = state['best']
+        log(f"resuming from {cfg.paths.scan_checkpoint} at epoch {start_epoch}", 'yellow')
+
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_everything(epoch_seed(cfg, epoch))
+        set_loader_epoch(train_loader, epoch)
+        started = time.time()
+        record = {'epoch': epoch + 1, **train_one_epoch(ddp_model, train_loader, criterion,
+                                                        optimizer, device, epoch,
+                                                        cfg.update_cluster_head_only)}
+        record['seconds'] = round(time.time() - started, 2)
+        scheduler.step()
+        if is_main_process():
+            record.update(evaluate(model, val_loader, val_neighbors, cfg, device))
+            if record['val_loss'] < best['loss']:
+                best = {'loss': record['val_loss'], 'head': record['best_head'],
+                        'epoch': epoch + 1}
+                atomic_save({'model': model.state_dict(), 'head': best['head'],
+                             'config': plain(cfg)}, cfg.paths.scan_model)
+            record['saved_best'] = best.get('epoch') == epoch + 1
+        save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, model, optimizer, scheduler,
+                        best=best)
+        run_log.write(record)
+    log(f"best SCAN head {best['head']} (val loss {best['loss']:.4f}) saved in "
+        f"{cfg.paths.scan_model}", 'green')
+    barrier()
+    cleanup_distributed()
+
+
+if __name__ == '__main__':
+    main(get_args_parser('SCAN step 2: clustering from mined nearest neighbours').parse_args())

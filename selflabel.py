@@ -1,0 +1,128 @@
+"""Step 3: self-labeling fine-tune of the best SCAN head on its own confident predictions.
+
+    python selflabel.py --config_env configs/env.yml --config_exp configs/selflabel/selflabel_digits.yml
+
+Reads <root_dir>/<dataset>/scan/model.pth.tar; writes into <root_dir>/<dataset>/selflabel/:
+checkpoint.pth.tar (every epoch; a rerun resumes), model.pth.tar, log.jsonl. Each epoch logs the
+share of confident samples and the number of non-empty clusters, so a collapse shows.
+"""
+import os
+import time
+import warnings
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from data import build_dataset
+from data.augment import build_augmentation, build_val_transform
+from data.loaders import make_loader, set_loader_epoch
+from data.settings import complete_image_settings
+from data.wrappers import AugmentedDataset
+from losses import ConfidenceBasedCE
+from utils.checkpoint import atomic_save
+from utils.clustering_model import clustering_model_from_scan
+from utils.device import autocast, prepare_model, to_device
+from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
+from utils.evaluation import labelled_metrics, non_empty_clusters
+from utils.inference import predict_clusters
+from utils.runtime import get_args_parser, log, start_run
+from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
+                            restore_checkpoint, resume_state, save_checkpoint, seed_everything)
+
+
+def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch):
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    confident, seen, skipped, steps = 0, 0, 0, 0
+    bar = tqdm(loader, desc=f"selflabel epoch {epoch}", leave=False,
+               disable=not is_main_process())
+    for batch in bar:
+        weak = to_device(batch['image'], device)
+        strong = to_device(batch['image_augmented'], device)
+        with autocast(device):
+            with torch.no_grad():
+                weak_logits = model(weak)[0]
+            strong_logits = model(strong)[0]
+        loss, n_confident = criterion(weak_logits, strong_logits)
+        seen += weak.shape[0]
+        confident += n_confident
+        if loss is None:  # nothing confident in this batch: nothing to learn from it
+            skipped += 1
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        loss_sum += loss.detach()
+        steps += 1
+        bar.set_postfix(confident=f"{confident / seen:.2f}")
+    return {'loss': (loss_sum / max(steps, 1)).item(),
+            'confident_share': confident / max(seen, 1), 'skipped_batches': skipped}
+
+
+def main(args):
+    cfg, device = start_run(args, 'selflabel')
+    complete_image_settings(cfg)
+    os.makedirs(cfg.paths.selflabel_dir, exist_ok=True)
+    train_set = AugmentedDataset(build_dataset(cfg, 'train'), build_val_transform(cfg),
+                                 build_augmentation(cfg))
+    val_set = build_dataset(cfg, 'val', build_val_transform(cfg))
+    train_loader = make_loader(train_set, cfg, device, shuffle=True, drop_last=True)
+    val_loader = make_loader(val_set, cfg, device, shuffle=False, drop_last=False,
+                             distributed=False)
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train_set)} images is fewer than one batch of {cfg.batch_size}; "
+                         f"lower batch_size")
+
+    model = prepare_model(clustering_model_from_scan(cfg), device)
+    ddp_model = wrap_ddp(model, device, cfg)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_alpha), use_buffers=True)
+           if cfg.use_ema else None)
+    optimizer = build_optimizer(cfg, ddp_model.parameters())
+    scheduler = build_scheduler(cfg, optimizer)
+    criterion = ConfidenceBasedCE(cfg.confidence_threshold,
+                                  cfg.criterion_kwargs.apply_class_balancing)
+    run_log = RunLog(cfg.paths.selflabel_log)
+
+    start_epoch = 0
+    state = resume_state(cfg, cfg.paths.selflabel_checkpoint, device)
+    if state is not None:
+        start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
+        if ema is not None:
+            ema.load_state_dict(state['ema'])
+        log(f"resuming from {cfg.paths.selflabel_checkpoint} at epoch {start_epoch}", 'yellow')
+
+    # An epoch in which no batch had a confident sample steps the schedule without an optimizer
+    # step; that is intended (the schedule is per epoch), so torch's warning is noise here.
+    warnings.filterwarnings('ignore', message=r'Detected call of `lr_scheduler.step\(\)`')
+    final = ema.module if ema is not None else model
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_everything(epoch_seed(cfg, epoch))
+        set_loader_epoch(train_loader, epoch)
+        started = time.time()
+        record = {'epoch': epoch + 1, **train_one_epoch(ddp_model, ema, train_loader, criterion,
+                                                        optimizer, device, epoch)}
+        record['seconds'] = round(time.time() - started, 2)
+        scheduler.step()
+        if is_main_process():
+            predictions = predict_clusters(final, val_loader, device, desc='selflabel eval')
+            record['non_empty_clusters'] = non_empty_clusters(predictions['probs'][0])
+            metrics = labelled_metrics(predictions['probs'][0], predictions['targets'],
+                                       cfg.num_classes)
+            record.update({f'val_{k}': v for k, v in (metrics or {}).items()})
+        extra = {'ema': ema.state_dict()} if ema is not None else {}
+        save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, model, optimizer,
+                        scheduler, **extra)
+        run_log.write(record)
+    if is_main_process():
+        atomic_save({'model': final.state_dict(), 'head': 0, 'config': plain(cfg)},
+                    cfg.paths.selflabel_model)
+        log(f"self-labeled model saved in {cfg.paths.selflabel_model}", 'green')
+    barrier()
+    cleanup_distributed()
+
+
+if __name__ == '__main__':
+    main(get_args_parser('SCAN step 3: self-labeling').parse_args())

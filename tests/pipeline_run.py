@@ -1,0 +1,47 @@
+"""Run the three steps and eval.py in-process on configs written for a test."""
+import os
+
+import yaml
+
+import eval as evaluate
+import scan
+import selflabel
+import simclr
+from utils.runtime import get_args_parser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = (('pretext', 'simclr', simclr), ('scan', 'scan', scan),
+         ('selflabel', 'selflabel', selflabel))
+
+
+def write_env(folder, root_dir):
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, 'env.yml')
+    with open(path, 'w') as f:
+        yaml.safe_dump({'root_dir': str(root_dir), 'data_dir': str(os.path.join(folder, 'data')),
+                        'device': 'cpu'}, f)
+    return path
+
+
+def write_config(dest, step, base='digits', **changes):
+    """The shipped `<step>_<base>.yml` with top-level keys replaced; returns its path."""
+    prefix = {'pretext': 'simclr', 'scan': 'scan', 'selflabel': 'selflabel'}[step]
+    with open(os.path.join(ROOT, 'configs', step, f'{prefix}_{base}.yml')) as f:
+        content = yaml.safe_load(f)
+    content.update(changes)
+    path = os.path.join(dest, f'{step}.yml')
+    with open(path, 'w') as f:
+        yaml.safe_dump(content, f)
+    return path
+
+
+def run_step(module, env, exp, *opts):
+    args = get_args_parser('test').parse_args(['--config_env', env, '--config_exp', exp,
+                                               '--opts', *opts])
+    return module.main(args)
+
+
+def run_eval(env, exp, *extra):
+    args = evaluate.get_eval_parser().parse_args(['--config_env', env, '--config_exp', exp,
+                                                  *extra])
+    return evaluate.main(args)

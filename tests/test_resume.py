@@ -1,0 +1,90 @@
+"""A run killed after epoch k and rerun ends with the same weights as an uninterrupted run."""
+import shutil
+
+import pytest
+import torch
+
+from tests.pipeline_run import run_step, scan, selflabel, simclr, write_config, write_env
+from tests.shapes import SHAPES, write_shapes
+from utils.checkpoint import load
+
+OUTPUT = 'folder-shapes'
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(module, monkeypatch, epochs_done):
+    """Make module.train_one_epoch raise once `epochs_done` epochs have completed."""
+    original, calls = module.train_one_epoch, []
+
+    def dying(*args, **kwargs):
+        if len(calls) == epochs_done:
+            raise Killed()
+        calls.append(1)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(module, 'train_one_epoch', dying)
+
+
+def assert_same_weights(path_a, path_b):
+    a, b = load(path_a)['model'], load(path_b)['model']
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope='module')
+def configs(tmp_path_factory):
+    """Small runs (3 epochs, 100 generated images) of the digits configs on a folder."""
+    tmp = tmp_path_factory.mktemp('resume')
+    folder = tmp / 'shapes'
+    write_shapes(str(folder), per_class=20)
+    common = dict(train_db_name='folder', val_db_name='folder', folder=str(folder),
+                  num_classes=len(SHAPES), batch_size=32, epochs=3, num_workers=0)
+    return {
+        'tmp': tmp,
+        'pretext': write_config(str(tmp), 'pretext', knn_every=1, **common),
+        'scan': write_config(str(tmp), 'scan', **common),
+        'selflabel': write_config(str(tmp), 'selflabel', confidence_threshold=0.5, **common),
+    }
+
+
+@pytest.mark.parametrize('step,module', [('pretext', simclr), ('scan', scan),
+                                         ('selflabel', selflabel)])
+def test_resume_matches_uninterrupted_run(step, module, configs, monkeypatch):
+    tmp = configs['tmp']
+    straight, killed = tmp / f'straight-{step}', tmp / f'killed-{step}'
+    env_straight, env_killed = write_env(str(tmp / step / 'a'), straight), \
+        write_env(str(tmp / step / 'b'), killed)
+    # both runs start from the same earlier steps (trained once, copied)
+    earlier = {'pretext': [], 'scan': ['pretext'], 'selflabel': ['pretext', 'scan']}[step]
+    shared = tmp / 'shared' / OUTPUT
+    for before in earlier:
+        if not (shared / before).exists():
+            env_shared = write_env(str(tmp / 'shared-env'), tmp / 'shared')
+            run_step({'pretext': simclr, 'scan': scan}[before], env_shared,
+                     configs[before])
+        for out in (straight, killed):
+            shutil.copytree(shared / before, out / OUTPUT / before)
+
+    run_step(module, env_straight, configs[step])
+    with monkeypatch.context() as m:
+        kill_after(module, m, epochs_done=1)
+        with pytest.raises(Killed):
+            run_step(module, env_killed, configs[step])
+    checkpoint = killed / OUTPUT / step / 'checkpoint.pth.tar'
+    assert load(str(checkpoint))['epoch'] == 1
+    run_step(module, env_killed, configs[step])     # resumes at epoch 1
+    assert load(str(checkpoint))['epoch'] == 3
+    for name in ('checkpoint.pth.tar', 'model.pth.tar'):
+        assert_same_weights(str(straight / OUTPUT / step / name),
+                            str(killed / OUTPUT / step / name))
+
+
+def test_changed_config_is_not_silently_resumed(configs):
+    tmp = configs['tmp']
+    env = write_env(str(tmp / 'changed'), tmp / 'changed-out')
+    run_step(simclr, env, configs['pretext'], 'epochs=1')
+    with pytest.raises(RuntimeError, match=r'different configuration \(changed: optimizer_kwargs\)'):
+        run_step(simclr, env, configs['pretext'], 'epochs=2', 'optimizer_kwargs.lr=0.5')

@@ -1,0 +1,48 @@
+"""Build the ClusteringModel of steps 2 and 3 from the previous step's weights, strictly."""
+import os
+
+from models import ClusteringModel, build_backbone
+from utils.checkpoint import load, load_state_dict_strict
+
+
+def require(path, produced_by):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: run {produced_by} with the same "
+                                f"--config_env first (it writes this file)")
+
+
+def clustering_model_from_pretext(cfg):
+    """Backbone from the pretext model; only its projection head may be left behind."""
+    path = cfg.paths.pretext_model
+    require(path, 'simclr.py')
+    model = ClusteringModel(build_backbone(cfg.backbone), cfg.num_classes, cfg.num_heads)
+    load_state_dict_strict(model, load(path)['model'], path,
+                           allowed_missing=('cluster_head.',),
+                           allowed_unexpected=('contrastive_head.',))
+    return model
+
+
+def clustering_model_from_scan(cfg):
+    """One-head model from the best head of the SCAN model (its index is saved with it)."""
+    path = cfg.paths.scan_model
+    require(path, 'scan.py')
+    saved = load(path)
+    head = saved['head']
+    state = {k: v for k, v in saved['model'].items() if not k.startswith('cluster_head.')}
+    state.update({k.replace(f'cluster_head.{head}.', 'cluster_head.0.', 1): v
+                  for k, v in saved['model'].items() if k.startswith(f'cluster_head.{head}.')})
+    model = ClusteringModel(build_backbone(cfg.backbone), cfg.num_classes, nheads=1)
+    load_state_dict_strict(model, state, path)
+    return model
+
+
+def load_trained_clustering_model(path):
+    """A ClusteringModel saved by scan.py or selflabel.py, with the head index saved beside it."""
+    saved = load(path)
+    cfg_backbone = saved['config']['backbone']
+    state = saved['model']
+    heads = sorted({int(k.split('.')[1]) for k in state if k.startswith('cluster_head.')})
+    num_clusters = state[f'cluster_head.{heads[0]}.weight'].shape[0]
+    model = ClusteringModel(build_backbone(cfg_backbone), num_clusters, nheads=len(heads))
+    load_state_dict_strict(model, state, path)
+    return model, int(saved.get('head', 0))

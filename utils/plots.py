@@ -1,0 +1,54 @@
+"""Figures: confusion matrix and prototype grid (matplotlib, written as PNG)."""
+import matplotlib
+
+matplotlib.use('Agg')  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def confusion_matrix_figure(counts, row_names, column_names, path, title):
+    """counts[true class, predicted (matched) class], shown row-normalised with the counts."""
+    counts = np.asarray(counts)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n_rows, n_cols = counts.shape
+    size = max(5.0, 0.45 * max(n_rows, n_cols) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap='Blues', vmin=0, vmax=1)
+    ax.set_xticks(range(n_cols), labels=column_names, rotation=90 if n_cols > 10 else 45,
+                  ha='right' if n_cols <= 10 else 'center')
+    ax.set_yticks(range(n_rows), labels=row_names)
+    ax.set_xlabel('predicted (cluster matched to a class)')
+    ax.set_ylabel('true class')
+    ax.set_title(title)
+    if max(n_rows, n_cols) <= 30:
+        for i in range(n_rows):
+            for j in range(n_cols):
+                if counts[i, j]:
+                    ax.text(j, i, str(counts[i, j]), ha='center', va='center', fontsize=7,
+                            color='white' if share[i, j] > 0.5 else 'black')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def prototype_grid(rows, titles, path, suptitle=None):
+    """rows: per cluster a list of HxWx3 uint8 images (most confident first); titles per row."""
+    n_rows = len(rows)
+    n_cols = max(1, max((len(r) for r in rows), default=1))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols + 1.5, 1.3 * n_rows + 0.6),
+                             squeeze=False)
+    for i, (images, title) in enumerate(zip(rows, titles)):
+        for j in range(n_cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(images):
+                ax.imshow(images[j], interpolation='nearest')
+        axes[i, 0].set_ylabel(title, rotation=0, ha='right', va='center', fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
