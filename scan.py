@@ -25,7 +25,7 @@ from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.evaluation import labelled_metrics, lowest_loss_head, scan_head_losses
 from utils.inference import predict_clusters
-from utils.runtime import get_args_parser, log, start_run
+from utils.runtime import get_args_parser, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -136,4 +136,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser('SCAN step 2: clustering from mined nearest neighbours').parse_args())
+    run_cli(main, get_args_parser('SCAN step 2: clustering from mined nearest neighbours'))

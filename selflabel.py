@@ -26,7 +26,7 @@ from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.evaluation import labelled_metrics, non_empty_clusters
 from utils.inference import predict_clusters
-from utils.runtime import get_args_parser, log, start_run
+from utils.runtime import get_args_parser, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -58,7 +58,7 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch):
         loss_sum += loss.detach()
         steps += 1
         bar.set_postfix(confident=f"{confident / seen:.2f}")
-    return {'loss': (loss_sum / max(steps, 1)).item(),
+    return {'loss': (loss_sum / steps).item() if steps else None,
             'confident_share': confident / max(seen, 1), 'skipped_batches': skipped}
 
 
@@ -125,4 +125,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser('SCAN step 3: self-labeling').parse_args())
+    run_cli(main, get_args_parser('SCAN step 3: self-labeling'))

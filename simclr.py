@@ -25,7 +25,7 @@ from utils.distributed import barrier, cleanup_distributed, is_main_process, wra
 from utils.inference import compute_features
 from utils.knn import weighted_knn_accuracy
 from utils.mining import mine_nearest_neighbors, neighbor_accuracy
-from utils.runtime import get_args_parser, log, start_run
+from utils.runtime import get_args_parser, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -168,4 +168,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser('SCAN step 1: SimCLR pretext training and neighbour mining').parse_args())
+    run_cli(main, get_args_parser('SCAN step 1: SimCLR pretext training and neighbour mining'))

@@ -7,6 +7,7 @@ import torch
 from tests.pipeline_run import run_step, scan, selflabel, simclr, write_config, write_env
 from tests.shapes import SHAPES, write_shapes
 from utils.checkpoint import load
+from utils.training import ResumeConflict
 
 OUTPUT = 'folder-shapes'
 
@@ -86,5 +87,6 @@ def test_changed_config_is_not_silently_resumed(configs):
     tmp = configs['tmp']
     env = write_env(str(tmp / 'changed'), tmp / 'changed-out')
     run_step(simclr, env, configs['pretext'], 'epochs=1')
-    with pytest.raises(RuntimeError, match=r'different configuration \(changed: optimizer_kwargs\)'):
+    changed = r'different configuration \(changed: optimizer_kwargs\)'
+    with pytest.raises(ResumeConflict, match=changed):
         run_step(simclr, env, configs['pretext'], 'epochs=2', 'optimizer_kwargs.lr=0.5')

@@ -1,9 +1,15 @@
 """DDP plumbing for `torchrun`; every function is a no-op in a single process."""
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
+
+# torch.distributed.nn.functional (collectives with autograd) is public but marked deprecated in
+# favour of a private module (_functional_collectives); with torch pinned, the public one stays.
+warnings.filterwarnings('ignore', category=FutureWarning,
+                        message=r'torch\.distributed\.nn\.functional\.')
 
 
 def init_distributed():
@@ -73,11 +79,16 @@ def cleanup_distributed():
 
 
 def wrap_ddp(model, device, cfg):
-    """Under DDP: sync BatchNorm statistics across ranks (optional) and wrap; else unchanged."""
+    """Under DDP: sync BatchNorm statistics across ranks (optional) and wrap; else unchanged.
+
+    The model is converted in place, so the caller's reference stays the unwrapped module."""
     if not is_distributed():
         return model
     from torch.nn.parallel import DistributedDataParallel
-    if cfg.sync_bn:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.sync_bn and device.type == 'cuda':
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif cfg.sync_bn and get_rank() == 0:
+        print("note: torch's SyncBatchNorm needs CUDA; on this device BatchNorm statistics "
+              "stay per process", flush=True)
     device_ids = [device.index] if device.type == 'cuda' else None
     return DistributedDataParallel(model, device_ids=device_ids)

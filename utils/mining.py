@@ -32,10 +32,12 @@ def build_ivf_index(dim, n, nlist=None, nprobe=16):
 
 
 def mine_nearest_neighbors(features, k, index_type='exact', nlist=None, nprobe=16,
-                           block_rows=4096):
+                           block_rows=4096, backend='auto'):
     """Indices (N x k+1, int64) of each row's k+1 most similar rows, itself normally first.
 
     `features` (tensor or array) are L2-normalised here, so inner product = cosine similarity.
+    backend 'auto' searches exactly with blocked matrix products on the features' device when
+    they are on a GPU that faiss cannot use, else with faiss; 'torch' or 'faiss' force one.
     """
     k1 = k + 1
     if isinstance(features, np.ndarray):
@@ -44,7 +46,9 @@ def mine_nearest_neighbors(features, k, index_type='exact', nlist=None, nprobe=1
     n, dim = features.shape
     if k1 > n:
         raise ValueError(f"cannot mine {k} neighbours among {n} images; lower num_neighbors")
-    if index_type == 'exact' and features.is_cuda and not _faiss_gpu_available():
+    if backend == 'auto':
+        backend = 'torch' if features.is_cuda and not _faiss_gpu_available() else 'faiss'
+    if index_type == 'exact' and backend == 'torch':
         return _blocked_topk_torch(features, k1, block_rows)
     x = np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
     if index_type == 'exact':

@@ -38,6 +38,26 @@ def start_run(args, setup):
     return cfg, device
 
 
+def user_errors():
+    """Exceptions that describe a problem with the user's input or files, not a bug: the
+    scripts print their message without a traceback."""
+    from data.download import ChecksumError, DatasetUnavailable
+    from data.image_folder import FolderError
+    from utils.checkpoint import WeightsMismatch
+    from utils.training import ResumeConflict
+    return (ConfigError, DatasetUnavailable, ChecksumError, FolderError, WeightsMismatch,
+            ResumeConflict, FileNotFoundError)
+
+
+def run_cli(main, parser):
+    """Entry point of a script: parse arguments, run, turn user errors into a clean exit 1."""
+    args = parser.parse_args()
+    try:
+        return main(args)
+    except user_errors() as error:
+        sys.exit(colored(f"error: {error}", 'red'))
+
+
 def log(message, color=None):
     if is_main_process():
         print(colored(message, color) if color else message, flush=True)

@@ -51,6 +51,10 @@ def config_differences(old, new):
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
+class ResumeConflict(RuntimeError):
+    """A checkpoint exists but was written by a run with another configuration."""
+
+
 def resume_state(cfg, checkpoint_path, device):
     """The checkpoint dict of an interrupted run of the same config, or None to start fresh."""
     if not os.path.isfile(checkpoint_path):
@@ -58,7 +62,7 @@ def resume_state(cfg, checkpoint_path, device):
     state = load(checkpoint_path, device)
     changed = config_differences(state.get('config', {}), plain(cfg))
     if changed:
-        raise RuntimeError(
+        raise ResumeConflict(
             f"{checkpoint_path} was written by a run with a different configuration "
             f"(changed: {', '.join(changed)}). Delete that file to start over, or restore "
             f"the old values to resume.")
