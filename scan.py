@@ -14,10 +14,9 @@ import torch
 from tqdm import tqdm
 
 from data import build_dataset
-from data.augment import build_augmentation, build_val_transform
-from data.loaders import make_loader, set_loader_epoch
+from data.device_loader import make_eval_loader, make_train_loader
+from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
-from data.wrappers import NeighborsDataset
 from losses import SCANLoss
 from utils.checkpoint import atomic_save
 from utils.clustering_model import clustering_model_from_pretext, require
@@ -82,15 +81,9 @@ def main(args):
     complete_image_settings(cfg)
     os.makedirs(cfg.paths.scan_dir, exist_ok=True)
     train_neighbors, val_neighbors = load_neighbors(cfg)
-    train_set = NeighborsDataset(build_dataset(cfg, 'train', build_augmentation(cfg)),
-                                 train_neighbors, cfg.num_neighbors)
-    val_set = build_dataset(cfg, 'val', build_val_transform(cfg))
-    train_loader = make_loader(train_set, cfg, device, shuffle=True, drop_last=True)
-    val_loader = make_loader(val_set, cfg, device, shuffle=False, drop_last=False,
-                             distributed=False)
-    if len(train_loader) == 0:
-        raise ValueError(f"{len(train_set)} images is fewer than one batch of {cfg.batch_size}; "
-                         f"lower batch_size")
+    train_set = build_dataset(cfg, 'train')
+    train_loader = make_train_loader(cfg, train_set, 'scan', device, train_neighbors)
+    val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
 
     model = prepare_model(clustering_model_from_pretext(cfg), device)
     if cfg.update_cluster_head_only:

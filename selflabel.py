@@ -15,10 +15,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from data import build_dataset
-from data.augment import build_augmentation, build_val_transform
-from data.loaders import make_loader, set_loader_epoch
+from data.device_loader import make_eval_loader, make_train_loader
+from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
-from data.wrappers import AugmentedDataset
 from losses import ConfidenceBasedCE
 from utils.checkpoint import atomic_save
 from utils.clustering_model import clustering_model_from_scan
@@ -66,15 +65,9 @@ def main(args):
     cfg, device = start_run(args, 'selflabel')
     complete_image_settings(cfg)
     os.makedirs(cfg.paths.selflabel_dir, exist_ok=True)
-    train_set = AugmentedDataset(build_dataset(cfg, 'train'), build_val_transform(cfg),
-                                 build_augmentation(cfg))
-    val_set = build_dataset(cfg, 'val', build_val_transform(cfg))
-    train_loader = make_loader(train_set, cfg, device, shuffle=True, drop_last=True)
-    val_loader = make_loader(val_set, cfg, device, shuffle=False, drop_last=False,
-                             distributed=False)
-    if len(train_loader) == 0:
-        raise ValueError(f"{len(train_set)} images is fewer than one batch of {cfg.batch_size}; "
-                         f"lower batch_size")
+    train_set = build_dataset(cfg, 'train')
+    train_loader = make_train_loader(cfg, train_set, 'selflabel', device)
+    val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
 
     model = prepare_model(clustering_model_from_scan(cfg), device)
     ddp_model = wrap_ddp(model, device, cfg)

@@ -13,10 +13,9 @@ import torch
 from tqdm import tqdm
 
 from data import build_dataset
-from data.augment import build_augmentation, build_val_transform
-from data.loaders import make_loader, set_loader_epoch
+from data.device_loader import make_eval_loader, make_train_loader
+from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
-from data.wrappers import AugmentedDataset
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
 from utils.checkpoint import atomic_save, load, load_state_dict_strict
@@ -53,20 +52,14 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch):
 
 def embed(model, dataset, cfg, device, desc):
     """L2-normalised contrastive features of a dataset under the validation transform."""
-    dataset.transform = build_val_transform(cfg)
-    loader = make_loader(dataset, cfg, device, shuffle=False, drop_last=False, distributed=False)
+    loader = make_eval_loader(cfg, dataset, device)
     model.eval()
     return compute_features(model, loader, device, desc)
 
 
 def train_pretext(cfg, model, device):
     base = build_dataset(cfg, 'pretext')
-    augmentation = build_augmentation(cfg)
-    loader = make_loader(AugmentedDataset(base, augmentation, augmentation), cfg, device,
-                         shuffle=True, drop_last=True)
-    if len(loader) == 0:
-        raise ValueError(f"{len(base)} images is fewer than one batch of {cfg.batch_size}; "
-                         f"lower batch_size")
+    loader = make_train_loader(cfg, base, 'pretext', device)
     monitor = [build_dataset(cfg, 'train'), build_dataset(cfg, 'val')]
     ddp_model = wrap_ddp(model, device, cfg)
     criterion = SimCLRLoss(**{'temperature': cfg.criterion_kwargs.temperature})
