@@ -18,7 +18,7 @@ from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
-from utils.checkpoint import atomic_save, load, load_state_dict_strict
+from utils.checkpoint import atomic_save, load_state_dict_strict
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import compute_features
@@ -62,7 +62,7 @@ def train_pretext(cfg, model, device):
     loader = make_train_loader(cfg, base, 'pretext', device)
     monitor = [build_dataset(cfg, 'train'), build_dataset(cfg, 'val')]
     ddp_model = wrap_ddp(model, device, cfg)
-    criterion = SimCLRLoss(**{'temperature': cfg.criterion_kwargs.temperature})
+    criterion = SimCLRLoss(cfg.criterion_kwargs.temperature)
     optimizer = build_optimizer(cfg, ddp_model.parameters())
     scheduler = build_scheduler(cfg, optimizer)
     run_log = RunLog(cfg.paths.pretext_log)
