@@ -33,5 +33,8 @@ def build_dataset(cfg, split, transform=None):
                               transform=transform)
     if name == 'folder':
         from data.image_folder import ImageFolderDataset
-        return ImageFolderDataset(cfg.folder, transform=transform)
+        # resized once (and kept in memory) to the transforms' size: photos are not decoded
+        # again every epoch
+        return ImageFolderDataset(cfg.folder, transform=transform,
+                                  resize=cfg.transformation_kwargs.resize)
     raise ValueError(f"unknown dataset '{name}'")

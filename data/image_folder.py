@@ -3,6 +3,11 @@
 Every file is opened and fully decoded once, up front, so that a corrupt or truncated image is
 reported by name before training rather than crashing a worker hours in. Extensions are not
 trusted either way. Nothing in the folder is ever written, moved or deleted.
+
+With `resize`, images come out with their shorter side scaled to it exactly as the transforms'
+`Resize(resize)` does (which then has nothing left to do), and are kept in memory at that size
+when they fit in WORKING_COPY_BUDGET bytes: a photo is decoded once per process, not once per
+epoch and view.
 """
 import functools
 import os
@@ -10,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import InterpolationMode
 from tqdm import tqdm
 
 from data.base import ImageDataset
@@ -18,6 +25,7 @@ from data.base import ImageDataset
 SHOWN_SKIPPED = 20
 SIXTEEN_BIT_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')
 WHITE = (255, 255, 255, 255)
+WORKING_COPY_BUDGET = 2 * 1024 ** 3  # bytes of resized images kept in memory per folder and size
 
 
 class FolderError(ValueError):
@@ -114,6 +122,7 @@ class FolderScan:
     skipped: list
     median_size: tuple
     n_files: int
+    sizes: tuple = ()  # (width, height) of each image in `paths`
 
 
 def scan_summary(scan):
@@ -142,7 +151,7 @@ def scan_folder(folder):
     skipped = [(f, reason) for f, (_, reason) in zip(files, results) if reason is not None]
     classes, targets = find_labels(folder, paths)
     median = tuple(int(round(v)) for v in np.median(sizes, axis=0)) if sizes else None
-    scan = FolderScan(folder, paths, targets, classes, skipped, median, len(files))
+    scan = FolderScan(folder, paths, targets, classes, skipped, median, len(files), tuple(sizes))
     print(scan_summary(scan))
     if not paths:
         found = f"all {len(files):,} files were skipped" if files else "it holds no file"
@@ -150,10 +159,53 @@ def scan_folder(folder):
     return scan
 
 
-class ImageFolderDataset(ImageDataset):
-    """Images of a user's folder; `skipped` lists the (path, reason) of files not used."""
+def resize_shorter_side(image, size):
+    """What the transforms' `Resize(size)` does (bilinear, antialiased); same size: no-op."""
+    return TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
 
-    def __init__(self, folder, transform=None):
+
+def resized_shape(width, height, size):
+    """(height, width) after resize_shorter_side (torchvision's rounding), without decoding."""
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+def load_resized(path, size):
+    return np.asarray(resize_shorter_side(load_rgb(path), size))
+
+
+@functools.cache  # every dataset of the folder in a process shares one read-only set
+def working_copies(folder, size):
+    """The images of a folder resized to `size`: one uint8 N x H x W x 3 array when they all come
+    out one size, else a list of H x W x 3 arrays; None when over the memory budget."""
+    scan = scan_folder(folder)
+    shapes = [resized_shape(w, h, size) for w, h in scan.sizes]
+    needed = sum(h * w * 3 for h, w in shapes)
+    if needed > WORKING_COPY_BUDGET:
+        print(f"{len(scan.paths):,} images at size {size} need {needed / 2 ** 30:.1f} GiB, over "
+              f"the {WORKING_COPY_BUDGET / 2 ** 30:.0f} GiB kept in memory: read from disk instead")
+        return None
+    with ThreadPoolExecutor() as pool:
+        images = list(tqdm(pool.map(load_resized, scan.paths, [size] * len(scan.paths)),
+                           total=len(scan.paths), unit='image', leave=False,
+                           desc=f"Loading images at size {size}"))
+    if len({image.shape for image in images}) == 1:
+        images = np.stack(images)
+        images.flags.writeable = False
+    else:
+        for image in images:
+            image.flags.writeable = False
+    return images
+
+
+class ImageFolderDataset(ImageDataset):
+    """Images of a user's folder; `skipped` lists the (path, reason) of files not used.
+
+    `resize` (shorter side, as the transforms' Resize) serves every image at that size, from
+    memory when it fits; `data` is then the N x H x W x 3 array when all come out one size."""
+
+    def __init__(self, folder, transform=None, resize=None):
         super().__init__(transform)
         scan = scan_folder(os.path.abspath(os.path.expanduser(folder)))
         self.folder = scan.folder
@@ -162,11 +214,20 @@ class ImageFolderDataset(ImageDataset):
         self.classes = None if scan.classes is None else list(scan.classes)
         self.skipped = list(scan.skipped)
         self.median_size = scan.median_size
-        self.data = None  # sizes differ in general; images are read from disk on demand
+        self.resize = resize
+        copies = working_copies(scan.folder, resize) if resize else None
+        # `data` only when all images are one size; else a list in memory, or read from disk
+        self.data = copies if isinstance(copies, np.ndarray) else None
+        self.images = copies if isinstance(copies, list) else None
 
     @property
     def is_labelled(self):
         return self.classes is not None
 
     def load_image(self, index):
-        return load_rgb(self.paths[index])
+        if self.data is not None:
+            return Image.fromarray(self.data[index])
+        if self.images is not None:
+            return Image.fromarray(self.images[index])
+        image = load_rgb(self.paths[index])
+        return resize_shorter_side(image, self.resize) if self.resize else image

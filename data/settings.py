@@ -1,28 +1,69 @@
-"""Image settings left open in a config (folder configs): size, resize, backbone."""
+"""Image settings left open in a config (folder configs): size, resize, backbone; and the checks
+that a folder of images can be trained on at all, made before any training starts."""
+import os
+
 from data import build_dataset
+from data.image_folder import FolderError
 from models import auto_backbone_name
 from utils.config import ConfigError
+
+MIN_SIZE = 16  # tiny images (8x8 icons, digits) are upsampled to this: crops need room
+PHOTO_SIZE, PHOTO_RESIZE = 32, 36  # larger images: CIFAR's size, what two CPU cores can train
 
 
 def folder_image_size(median_size):
     """(crop size, resize) for a folder from its median image size: tiny images keep (about)
     their size, larger ones are scaled down to what a CPU-trainable network handles."""
     short = min(median_size)
-    if short <= 32:
-        size = max(16, short)
+    if short <= PHOTO_SIZE:
+        size = max(MIN_SIZE, short)
         return size, size
-    return 32, 36
+    return PHOTO_SIZE, PHOTO_RESIZE
+
+
+def is_inside(path, folder):
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_folder(cfg, dataset):
+    """Errors that would otherwise surface mid-run; a batch larger than the folder is lowered."""
+    n, where = len(dataset), cfg.config_files['exp']
+    outputs = os.path.dirname(cfg.paths.pretext_dir)
+    if is_inside(outputs, cfg.folder):
+        raise ConfigError(f"outputs would go to {outputs}, inside the image folder {cfg.folder}; "
+                          f"nothing is written there: set root_dir in {cfg.config_files['env']} "
+                          f"to a folder outside it")
+    if n < cfg.num_classes:
+        raise FolderError(f"{cfg.folder} has {n} readable image(s), fewer than num_classes="
+                          f"{cfg.num_classes} ({where}): add images or lower it with "
+                          f"--opts num_classes=N")
+    for key in ('num_neighbors', 'num_neighbors_val'):
+        if key in cfg and n <= cfg[key]:
+            raise FolderError(f"{cfg.folder} has {n} readable image(s), not more than {key}="
+                              f"{cfg[key]} ({where}): each image needs that many other images as "
+                              f"neighbours; add images or lower it with --opts {key}=N")
+    if cfg.batch_size > n:
+        print(f"batch_size {cfg.batch_size} is more than the {n} images of {cfg.folder}: "
+              f"using batch_size {n}")
+        cfg.batch_size = n
 
 
 def complete_image_settings(cfg):
     t, a = cfg.transformation_kwargs, cfg.augmentation_kwargs
+    dataset = None
+    if cfg.train_db_name == 'folder':
+        dataset = build_dataset(cfg, 'train')  # scans (once per process) and reports bad files
+        check_folder(cfg, dataset)
     if t.crop_size is None:
-        if cfg.train_db_name != 'folder':
+        if dataset is None:
             raise ConfigError(f"{cfg.config_files['exp']}: key 'transformation_kwargs.crop_size' "
                               f"is required for dataset '{cfg.train_db_name}'")
-        t.crop_size, t.resize = folder_image_size(build_dataset(cfg, 'train').median_size)
-        if a.resize is None:
-            a.resize = t.resize
+        t.crop_size, t.resize = folder_image_size(dataset.median_size)
+        # Cutout's default 16 pixels would blank most of a 16-pixel image: at most half the crop
+        a.cutout_kwargs.length = min(a.cutout_kwargs.length, max(1, t.crop_size // 2))
+    if dataset is not None and a.resize is None:  # photos of any size: resize before cropping
+        a.resize = t.resize
     a.crop_size = a.crop_size or t.crop_size
     a.random_resized_crop.size = a.random_resized_crop.size or a.crop_size
     if cfg.backbone == 'auto':

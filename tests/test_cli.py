@@ -27,10 +27,9 @@ def test_config_error_is_one_line_without_traceback(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
-def run_cli_with(monkeypatch, module, *argv):
-    monkeypatch.setattr(sys, 'argv', ['prog', *argv])
+def run_cli_with(module, *argv):
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(module.main, get_args_parser('test'))
+        run_cli(module.main, get_args_parser('test'), list(argv))
     return str(exit_info.value.code)
 
 
@@ -39,7 +38,7 @@ def test_cifar10_offline_says_it_cannot_be_downloaded(tmp_path, monkeypatch):
     # test never touches the network.
     monkeypatch.setattr(datasets.CIFAR10, 'url', 'http://127.0.0.1:9/cifar-10-python.tar.gz')
     env = write_env(str(tmp_path), tmp_path / 'out')
-    message = run_cli_with(monkeypatch, simclr, '--config_env', env, '--config_exp',
+    message = run_cli_with(simclr, '--config_env', env, '--config_exp',
                            os.path.join(ROOT, 'configs/pretext/simclr_cifar10.yml'),
                            '--opts', 'epochs=1')
     assert 'CIFAR-10 is not in' in message and 'could not be downloaded' in message
@@ -47,8 +46,8 @@ def test_cifar10_offline_says_it_cannot_be_downloaded(tmp_path, monkeypatch):
     assert str(tmp_path / 'data' / 'cifar-10') in message
 
 
-def test_scan_before_pretext_says_what_to_run(tmp_path, monkeypatch):
+def test_scan_before_pretext_says_what_to_run(tmp_path):
     env = write_env(str(tmp_path), tmp_path / 'out')
-    message = run_cli_with(monkeypatch, scan, '--config_env', env, '--config_exp',
+    message = run_cli_with(scan, '--config_env', env, '--config_exp',
                            os.path.join(ROOT, 'configs/scan/scan_digits.yml'))
     assert 'topk-train-neighbors.npy is missing: run simclr.py' in message

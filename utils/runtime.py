@@ -43,15 +43,17 @@ def user_errors():
     scripts print their message without a traceback."""
     from data.download import ChecksumError, DatasetUnavailable
     from data.image_folder import FolderError
+    from utils.annotation import AnnotationError
     from utils.checkpoint import WeightsMismatch
     from utils.training import ResumeConflict
     return (ConfigError, DatasetUnavailable, ChecksumError, FolderError, WeightsMismatch,
-            ResumeConflict, FileNotFoundError)
+            ResumeConflict, AnnotationError, FileNotFoundError)
 
 
-def run_cli(main, parser):
-    """Entry point of a script: parse arguments, run, turn user errors into a clean exit 1."""
-    args = parser.parse_args()
+def run_cli(main, parser, argv=None):
+    """Entry point of a script: parse arguments (sys.argv unless `argv`), run, and turn user
+    errors into a clean exit 1 with the message."""
+    args = parser.parse_args(argv)
     try:
         return main(args)
     except user_errors() as error:
