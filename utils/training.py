@@ -23,7 +23,9 @@ def epoch_seed(cfg, epoch):
 
 def build_optimizer(cfg, parameters):
     kw = cfg.optimizer_kwargs
-    fused = {'fused': True} if torch.cuda.is_available() else {}
+    parameters = list(parameters)
+    # fused kernels: one launch per step instead of one per tensor, where the weights are on CUDA
+    fused = {'fused': True} if parameters and parameters[0].is_cuda else {}
     if cfg.optimizer == 'sgd':
         return torch.optim.SGD(parameters, lr=kw.lr, momentum=kw.momentum,
                                weight_decay=kw.weight_decay, nesterov=kw.nesterov, **fused)
