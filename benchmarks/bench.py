@@ -314,6 +314,28 @@ def measure_step(name, preset, step, variant, datasets, report, device, args):
         seconds = timed(device, lambda: run(steps.take(args.steps)))
     report.figure('train', name, step, variant, cfg, args.steps * cfg.batch_size, seconds,
                   views=views, compiled=args.compile and fast)
+    if args.profile:
+        with faithful_precision(not fast):
+            profile_step(name, step, variant, device, lambda: run(steps.take(args.steps)))
+
+
+def profile_step(name, step, variant, device, fn, top=8):
+    """Where the time of `fn` (some training steps) goes: the operators with the most self time,
+    on the device for CUDA, else on the CPU, with their share of the total."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        timed(device, fn)
+    key = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    ops = [e for e in profiler.key_averages() if getattr(e, key) > 0]
+    total = sum(getattr(e, key) for e in ops)
+    ops.sort(key=lambda e: getattr(e, key), reverse=True)
+    emit({'figure': 'profile', 'preset': name, 'step': step, 'variant': variant,
+          'time_on': device.type, 'total_ms': round(total / 1000, 1),
+          'top': [{'op': e.key, 'ms': round(getattr(e, key) / 1000, 1),
+                   'share': round(getattr(e, key) / total, 3), 'calls': e.count}
+                  for e in ops[:top]]})
 
 
 def measure_eval(name, preset, variant, datasets, report, device, args):
@@ -417,6 +439,8 @@ def get_args_parser():
                              'the digits configs keep theirs)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
     parser.add_argument('--compile', action='store_true', help='also measure torch.compile')
+    parser.add_argument('--profile', action='store_true',
+                        help='also profile each training step: the operators with the most time')
     parser.add_argument('--threads', type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 with --quick on the "
                              "CPU, where tiny batches gain nothing from more and a shared CPU "
