@@ -66,7 +66,7 @@ def evaluate_pretext(cfg, model_path, device):
     return results
 
 
-def cluster_order(mapping, num_classes, num_clusters):
+def cluster_order(mapping, num_clusters):
     """Clusters sorted by the class they match; unmatched clusters last."""
     matched = sorted((c, k) for k, c in mapping.items() if c >= 0)
     return [k for _, k in matched] + [k for k in range(num_clusters) if mapping[k] < 0]
@@ -93,7 +93,7 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     num_clusters = probs.shape[1]
     results = {'step': cfg.step, 'model': model_path, 'head': head,
                'cluster_sizes': np.bincount(clusters, minlength=num_clusters).tolist()}
-    names = {k: f"cluster {k}" for k in range(num_clusters)}
+    names = default_names(num_clusters)
     if val_set.has_labels:
         classes = val_set.classes or [str(c) for c in range(cfg.num_classes)]
         metrics = cluster_metrics(clusters, targets, len(classes), probs=probs)
@@ -107,7 +107,7 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
         results['cluster_to_class'] = {str(k): (classes[c] if c >= 0 else None)
                                        for k, c in mapping.items()}
         names.update({k: classes[c] for k, c in mapping.items() if c >= 0})
-        order = cluster_order(mapping, len(classes), num_clusters)
+        order = cluster_order(mapping, num_clusters)
         counts = confusion_counts(clusters[known], targets[known], num_clusters, len(classes)).T
         path = os.path.join(out_dir, 'confusion_matrix.png')
         confusion_matrix_figure(counts[:, order], classes, [names[k] for k in order], path,
@@ -121,18 +121,15 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     return results
 
 
-def most_confident(probs, cluster, n):
-    members = np.flatnonzero(probs.argmax(axis=1) == cluster)
-    return members[np.argsort(-probs[members, cluster])][:n]
-
-
 def write_prototypes(dataset, probs, names, order, path, title):
     dataset.transform = None
+    clusters = probs.argmax(axis=1)
     rows, titles = [], []
     for k in order:
-        members = most_confident(probs, k, PROTOTYPES_PER_CLUSTER)
-        rows.append([np.asarray(dataset.load_image(int(i))) for i in members])
-        titles.append(f"{k}: {names[k]}\n(n={int((probs.argmax(axis=1) == k).sum())})")
+        members = ranked_members(probs, clusters, k)
+        rows.append([np.asarray(dataset.load_image(int(i)))
+                     for i in members[:PROTOTYPES_PER_CLUSTER]])
+        titles.append(f"{k}: {names[k]}\n(n={len(members)})")
     prototype_grid(rows, titles, path, title)
 
 
@@ -163,11 +160,16 @@ def image_names(dataset, source):
     return [f"{source}[{i}]" for i in range(len(dataset))]
 
 
+def class_names(dataset, targets):
+    """The dataset's class names, or the class ids as text where it has none."""
+    return dataset.classes or [str(c) for c in range(int(targets.max()) + 1)]
+
+
 def label_names(dataset, targets):
     """Per image: the name of its true class ('' where unknown); None for unlabeled data."""
     if not dataset.has_labels:
         return None
-    classes = dataset.classes or [str(c) for c in range(int(targets.max()) + 1)]
+    classes = class_names(dataset, targets)
     return [classes[t] if t >= 0 else '' for t in targets]
 
 
@@ -176,7 +178,7 @@ def match_names(dataset, probs, targets):
     labels; ({}, None) otherwise."""
     if not dataset.has_labels:
         return {}, None
-    classes = dataset.classes or [str(c) for c in range(int(targets.max()) + 1)]
+    classes = class_names(dataset, targets)
     metrics = cluster_metrics(probs.argmax(axis=1), targets, len(classes), probs=probs)
     mapping = metrics.pop('mapping')
     return {k: classes[c] for k, c in mapping.items() if c >= 0}, metrics

@@ -159,6 +159,12 @@ def scan_folder(folder):
     return scan
 
 
+def is_inside(path, folder):
+    """Whether `path` is `folder` or lies under it (links resolved): where nothing is written."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def resize_shorter_side(image, size):
     """What the transforms' `Resize(size)` does (bilinear, antialiased); same size: no-op."""
     return TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)

@@ -3,7 +3,7 @@ that a folder of images can be trained on at all, made before any training start
 import os
 
 from data import build_dataset
-from data.image_folder import FolderError
+from data.image_folder import FolderError, is_inside
 from models import auto_backbone_name
 from utils.config import ConfigError
 
@@ -19,11 +19,6 @@ def folder_image_size(median_size):
         size = max(MIN_SIZE, short)
         return size, size
     return PHOTO_SIZE, PHOTO_RESIZE
-
-
-def is_inside(path, folder):
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath([path, folder]) == folder
 
 
 def check_folder(cfg, dataset):

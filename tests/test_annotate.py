@@ -17,6 +17,7 @@ import selflabel
 import simclr
 from tests.fake_datasets import write_bad_files
 from tests.folder_images import KINDS, folder_state, write_pattern_folder
+from tests.pipeline_run import write_env
 from utils.runtime import get_args_parser, run_cli
 
 PER_KIND = 20
@@ -34,9 +35,7 @@ class Run:
         self.folder = os.path.join(root, 'my photos')  # a space: paths are quoted in the HTML
         self.truth = write_pattern_folder(self.folder, PER_KIND)
         self.bad = write_bad_files(self.folder)
-        self.env = os.path.join(root, 'env.yml')
-        with open(self.env, 'w') as f:
-            yaml.safe_dump({'root_dir': 'outputs', 'data_dir': 'datasets', 'device': 'cpu'}, f)
+        self.env = write_env(root, os.path.join(root, 'outputs'))
         self.opts = [f'folder={self.folder}', 'num_classes=3', 'num_workers=0']
 
     def argv(self, step, *extra, opts=()):

@@ -14,18 +14,12 @@ from data.augment import build_augmentation, build_val_transform
 from data.image_folder import FolderError, ImageFolderDataset
 from data.settings import complete_image_settings, folder_image_size
 from tests.folder_images import folder_state, write_pattern_folder
+from tests.pipeline_run import write_env
 from utils.config import ConfigError, load_config
 from utils.runtime import get_args_parser
 
 CONFIGS = ('configs/pretext/simclr_folder.yml', 'configs/scan/scan_folder.yml',
            'configs/selflabel/selflabel_folder.yml')
-
-
-def write_env(tmp_path):
-    env = tmp_path / 'env.yml'
-    env.write_text(yaml.safe_dump({'root_dir': 'outputs', 'data_dir': 'datasets',
-                                   'device': 'cpu'}))
-    return str(env)
 
 
 def write_images(folder, n, size=(8, 8), mode='L', seed=0):
@@ -38,7 +32,8 @@ def write_images(folder, n, size=(8, 8), mode='L', seed=0):
 
 
 def completed(tmp_path, folder, config=CONFIGS[0], opts=()):
-    cfg = load_config(write_env(tmp_path), config, [f'folder={folder}', *opts])
+    env = write_env(str(tmp_path), tmp_path / 'outputs')
+    cfg = load_config(env, config, [f'folder={folder}', *opts])
     return complete_image_settings(cfg)
 
 
@@ -94,7 +89,7 @@ def test_explicit_settings_win(tmp_path):
 def test_too_few_images_stop_before_training(tmp_path, n, opts, message):
     folder = tmp_path / f'few{n}'
     write_images(folder, n)
-    env = write_env(tmp_path)
+    env = write_env(str(tmp_path), tmp_path / 'outputs')
     args = get_args_parser('test').parse_args(
         ['--config_env', env, '--config_exp', CONFIGS[0], '--opts', f'folder={folder}',
          'num_classes=3', *opts])
@@ -118,7 +113,7 @@ def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(FolderError, match='no readable image'):
         completed(tmp_path, tmp_path / 'empty')
     with pytest.raises(ConfigError, match="key 'folder' must name the image folder"):
-        load_config(write_env(tmp_path), CONFIGS[0], [])
+        load_config(write_env(str(tmp_path), tmp_path / 'outputs'), CONFIGS[0], [])
 
 
 def test_outputs_inside_the_image_folder_are_refused(tmp_path):

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import yaml
 
+from data.image_folder import is_inside
 from utils.plots import prototype_grid
 
 CSV_NAME = 'annotations.csv'
@@ -75,12 +76,11 @@ def read_names(path, num_clusters):
 
 def check_output_folder(out_dir, image_folders):
     """Refuse an output folder inside an image folder: nothing is ever written there."""
-    out = os.path.realpath(out_dir)
     for folder in image_folders:
-        folder = os.path.realpath(folder)
-        if os.path.commonpath([out, folder]) == folder:
-            raise AnnotationError(f"output folder {out_dir} is inside the image folder {folder}, "
-                                  f"where nothing is written: choose a folder outside it")
+        if is_inside(out_dir, folder):
+            raise AnnotationError(f"output folder {out_dir} is inside the image folder "
+                                  f"{os.path.realpath(folder)}, where nothing is written: "
+                                  f"choose a folder outside it")
 
 
 def remove_previous_export(out_dir):
