@@ -21,21 +21,21 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from annotation.export import (CSV_NAME, NAMES_NAME, AnnotationError, check_output_folder,
+                               default_names, ranked_members, read_names, remove_previous_export,
+                               write_cluster_grids, write_csv, write_names_template)
+from annotation.gallery import ClusterSection, Thumb, relative_href, save_thumbnail, write_gallery
 from data import build_dataset
 from data.device_loader import make_eval_loader
 from data.image_folder import ImageFolderDataset, load_rgb
 from data.settings import complete_image_settings
 from models import ContrastiveModel, build_backbone
-from utils.annotation import (CSV_NAME, NAMES_NAME, AnnotationError, check_output_folder,
-                              default_names, ranked_members, read_names, remove_previous_export,
-                              write_cluster_grids, write_csv, write_names_template)
+from models.loading import load_trained_clustering_model, require
 from utils.checkpoint import load, load_state_dict_strict
-from utils.clustering_model import load_trained_clustering_model, require
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
 from utils.mining import neighbor_accuracy
-from utils.gallery import ClusterSection, Thumb, relative_href, save_thumbnail, write_gallery
 from utils.plots import confusion_matrix_figure, prototype_grid
 from utils.runtime import get_args_parser, log, run_cli, start_run
 

@@ -19,12 +19,12 @@ from data.device_loader import make_eval_loader, make_train_loader
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from losses import ConfidenceBasedCE
+from models.loading import clustering_model_from_scan
 from utils.checkpoint import atomic_save
-from utils.clustering_model import clustering_model_from_scan
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
-from utils.evaluation import labelled_metrics, non_empty_clusters
 from utils.inference import predict_clusters
+from utils.metrics import labelled_metrics, non_empty_clusters
 from utils.runtime import get_args_parser, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)

@@ -7,15 +7,16 @@ dataset, the folder, the URL, the archive and its md5.
 import http.client
 import os
 
-from torchvision.datasets.utils import (calculate_md5, check_integrity,
-                                        download_and_extract_archive)
+from torchvision.datasets.utils import calculate_md5, check_integrity, download_and_extract_archive
+
+from utils.errors import UserError
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(UserError, RuntimeError):
     """A dataset is not on disk and cannot be fetched (offline, download disabled, no URL)."""
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(UserError, RuntimeError):
     """A file's md5 is not the published one: a corrupt or incomplete download."""
 
     def __init__(self, path, expected, actual):

@@ -21,6 +21,7 @@ from torchvision.transforms import InterpolationMode
 from tqdm import tqdm
 
 from data.base import ImageDataset
+from utils.errors import UserError
 
 SHOWN_SKIPPED = 20
 SIXTEEN_BIT_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')
@@ -28,7 +29,7 @@ WHITE = (255, 255, 255, 255)
 WORKING_COPY_BUDGET = 2 * 1024 ** 3  # bytes of resized images kept in memory per folder and size
 
 
-class FolderError(ValueError):
+class FolderError(UserError, ValueError):
     """The image folder is missing, not a folder, or holds no readable image."""
 
 
@@ -157,12 +158,6 @@ def scan_folder(folder):
         found = f"all {len(files):,} files were skipped" if files else "it holds no file"
         raise FolderError(f"no readable image in {folder}: {found}")
     return scan
-
-
-def is_inside(path, folder):
-    """Whether `path` is `folder` or lies under it (links resolved): where nothing is written."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath([path, folder]) == folder
 
 
 def resize_shorter_side(image, size):

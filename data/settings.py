@@ -3,12 +3,26 @@ that a folder of images can be trained on at all, made before any training start
 import os
 
 from data import build_dataset
-from data.image_folder import FolderError, is_inside
-from models import auto_backbone_name
+from data.image_folder import FolderError
 from utils.config import ConfigError
+from utils.paths import is_inside
 
 MIN_SIZE = 16  # tiny images (8x8 icons, digits) are upsampled to this: crops need room
 PHOTO_SIZE, PHOTO_RESIZE = 32, 36  # larger images: CIFAR's size, what two CPU cores can train
+
+
+def auto_backbone_name(image_size):
+    """Pick a backbone for images of a given (crop) size: small, CIFAR-like, or larger.
+
+    'small' up to 32 pixels: a ResNet-18 at 32x32 trains about 15x slower, hours on a CPU for a
+    few thousand images; choose it explicitly (backbone: resnet18_cifar) on a GPU."""
+    if image_size <= 32:
+        return 'small'
+    if image_size <= 64:
+        return 'resnet18_cifar'
+    if image_size <= 128:
+        return 'resnet18_stl'
+    return 'resnet50'
 
 
 def folder_image_size(median_size):

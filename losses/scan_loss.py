@@ -1,4 +1,5 @@
 """SCAN loss: neighbours should agree, and the clusters should all be used."""
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -35,3 +36,26 @@ class SCANLoss(nn.Module):
         entropy_loss = entropy(mean_probs)
         total = consistency - self.entropy_weight * entropy_loss
         return total, consistency, entropy_loss
+
+
+@torch.no_grad()
+def scan_head_losses(probs_per_head, neighbor_indices):
+    """SCAN loss of each head on the validation neighbours, as the published evaluation computes
+    it: consistency over every (anchor, mined neighbour) pair minus the entropy of the mean
+    prediction (weight 1). The lowest total picks the head; no labels are involved."""
+    neighbor_indices = torch.as_tensor(neighbor_indices, dtype=torch.long)
+    anchors = torch.arange(len(neighbor_indices)).view(-1, 1).expand_as(neighbor_indices)
+    results = []
+    for probs in probs_per_head:
+        probs = torch.as_tensor(probs, dtype=torch.float32)
+        similarity = (probs[anchors.reshape(-1)] * probs[neighbor_indices.reshape(-1)]).sum(1)
+        consistency = F.binary_cross_entropy(similarity.clamp(1e-7, 1.0),
+                                             torch.ones_like(similarity)).item()
+        ent = entropy(probs.mean(dim=0)).item()
+        results.append({'total': consistency - ent, 'consistency': consistency, 'entropy': ent})
+    return results
+
+
+def lowest_loss_head(head_losses):
+    totals = [h['total'] for h in head_losses]
+    return int(np.argmin(totals)), float(np.min(totals))

@@ -48,20 +48,6 @@ def small(width=32):
     return {'backbone': net, 'dim': 4 * w}
 
 
-def auto_backbone_name(image_size):
-    """Pick a backbone for images of a given (crop) size: small, CIFAR-like, or larger.
-
-    'small' up to 32 pixels: a ResNet-18 at 32x32 trains about 15x slower, hours on a CPU for a
-    few thousand images; choose it explicitly (backbone: resnet18_cifar) on a GPU."""
-    if image_size <= 32:
-        return 'small'
-    if image_size <= 64:
-        return 'resnet18_cifar'
-    if image_size <= 128:
-        return 'resnet18_stl'
-    return 'resnet50'
-
-
 def build_backbone(name):
     builders = {'small': small, 'resnet18_cifar': resnet18_cifar, 'resnet18_stl': resnet18_stl,
                 'resnet50': resnet50}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.evaluation import lowest_loss_head, scan_head_losses
+from losses import lowest_loss_head, scan_head_losses
 from utils.metrics import cluster_metrics, hungarian_match, per_class_precision_recall
 
 

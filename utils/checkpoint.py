@@ -4,6 +4,8 @@ import tempfile
 
 import torch
 
+from utils.errors import UserError
+
 
 def atomic_save(obj, path):
     """Write to a temporary file in the same folder, then rename: a kill never leaves half a file."""
@@ -25,7 +27,7 @@ def load(path, device='cpu'):
     return torch.load(path, map_location=device, weights_only=True)
 
 
-class WeightsMismatch(RuntimeError):
+class WeightsMismatch(UserError, RuntimeError):
     pass
 
 

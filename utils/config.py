@@ -13,8 +13,10 @@ import re
 import yaml
 from easydict import EasyDict
 
+from utils.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration problem; the message names the file and the key."""
 
 

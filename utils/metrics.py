@@ -57,3 +57,16 @@ def per_class_precision_recall(matched_predictions, targets, num_classes):
                      'recall': tp / int(actual.sum()) if actual.any() else 0.0,
                      'support': int(actual.sum())})
     return rows
+
+
+def labelled_metrics(probs, targets, num_classes):
+    """Hungarian ACC, NMI, ARI, top-5 of one head's probabilities; None without labels."""
+    targets = np.asarray(targets)
+    if not (targets >= 0).any():
+        return None
+    metrics = cluster_metrics(probs.argmax(axis=1), targets, num_classes, probs=probs)
+    return {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'acc_top5')}
+
+
+def non_empty_clusters(probs):
+    return int(len(np.unique(probs.argmax(axis=1))))

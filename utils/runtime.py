@@ -7,6 +7,7 @@ from termcolor import colored
 from utils.config import ConfigError, load_config
 from utils.device import configure_backends, select_device
 from utils.distributed import init_distributed, is_main_process
+from utils.errors import UserError
 from utils.training import seed_everything
 
 
@@ -38,25 +39,13 @@ def start_run(args, setup):
     return cfg, device
 
 
-def user_errors():
-    """Exceptions that describe a problem with the user's input or files, not a bug: the
-    scripts print their message without a traceback."""
-    from data.download import ChecksumError, DatasetUnavailable
-    from data.image_folder import FolderError
-    from utils.annotation import AnnotationError
-    from utils.checkpoint import WeightsMismatch
-    from utils.training import ResumeConflict
-    return (ConfigError, DatasetUnavailable, ChecksumError, FolderError, WeightsMismatch,
-            ResumeConflict, AnnotationError, FileNotFoundError)
-
-
 def run_cli(main, parser, argv=None):
     """Entry point of a script: parse arguments (sys.argv unless `argv`), run, and turn user
     errors into a clean exit 1 with the message."""
     args = parser.parse_args(argv)
     try:
         return main(args)
-    except user_errors() as error:
+    except (UserError, FileNotFoundError) as error:
         sys.exit(colored(f"error: {error}", 'red'))
 
 

@@ -8,6 +8,7 @@ import torch
 
 from utils.checkpoint import atomic_save, load
 from utils.distributed import get_rank, is_main_process
+from utils.errors import UserError
 
 
 def seed_everything(seed):
@@ -53,7 +54,7 @@ def config_differences(old, new):
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
-class ResumeConflict(RuntimeError):
+class ResumeConflict(UserError, RuntimeError):
     """A checkpoint exists but was written by a run with another configuration."""
 
 

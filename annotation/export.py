@@ -12,7 +12,8 @@ import re
 import numpy as np
 import yaml
 
-from data.image_folder import is_inside
+from utils.errors import UserError
+from utils.paths import is_inside
 from utils.plots import prototype_grid
 
 CSV_NAME = 'annotations.csv'
@@ -21,7 +22,7 @@ GRID_COLUMNS = 8
 GRID_ROWS = 2
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A names file or an output folder the export cannot use; the message names it."""
 
 
