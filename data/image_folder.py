@@ -1,16 +1,28 @@
 """A user's own folder of images: a labelled ImageFolder-style tree or any unlabeled tree.
 
-Every file is opened and fully decoded once, up front, so that a corrupt or truncated image is
-reported by name before training rather than crashing a worker hours in. Extensions are not
-trusted either way. Nothing in the folder is ever written, moved or deleted.
+Every file is opened and decoded once, up front, so that a corrupt or truncated image is reported
+by name before training rather than crashing a worker hours in. Extensions are not trusted either
+way. Nothing in the folder is ever written, moved or deleted.
+
+Hostile input: an image's size is read from its header before any decoding, and images over
+MAX_PIXELS pixels or more elongated than MAX_ASPECT:1 are skipped with the reason (a few KB of
+PNG can decode into gigabytes). Links are followed, to files and folders, inside the folder or
+out of it; each real file is used once (a second link or hard link to it is listed as skipped),
+broken links are skipped. File and class-folder names are kept whatever their bytes;
+`printable_path` gives the text to show or write for them.
 
 With `resize`, images come out with their shorter side scaled to it exactly as the transforms'
 `Resize(resize)` does (which then has nothing left to do), and are kept in memory at that size
 when they fit in WORKING_COPY_BUDGET bytes: a photo is decoded once per process, not once per
 epoch and view.
 """
+import contextlib
 import functools
 import os
+import re
+import stat
+import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,10 +39,111 @@ SHOWN_SKIPPED = 20
 SIXTEEN_BIT_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')
 WHITE = (255, 255, 255, 255)
 WORKING_COPY_BUDGET = 2 * 1024 ** 3  # bytes of resized images kept in memory per folder and size
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # 89,478,485 (PIL's decompression-bomb level): ~340 MB RGBA
+MAX_ASPECT = 100  # longer side / shorter side: resizing the shorter side multiplies the longer
+LARGE_PIXELS = 4096 * 4096  # images over this are decoded one at a time, not one per thread
+LARGE_DECODE = threading.Lock()
 
 
 class FolderError(UserError, ValueError):
     """The image folder is missing, not a folder, or holds no readable image."""
+
+
+class ImageRejected(UserError, ValueError):
+    """A file that is not used as an image; the message is the reason."""
+
+
+# ----------------------------------------------------------------------------- names
+
+def printable_path(path):
+    r"""A path (or any name from the file system) as text that every output can hold, and that
+    path_from_printable turns back into the same path: each byte that is not part of printable
+    UTF-8 text (a byte that is not UTF-8; a newline or other control, formatting or unusual space
+    character) is written as \xNN, and a backslash as \\. Ordinary names are unchanged."""
+    text = os.fsencode(path).decode('utf-8', 'surrogateescape')
+    out = []
+    for char in text:
+        if char == '\\':
+            out.append('\\\\')
+        elif char.isprintable():  # False for control, format and undecodable (surrogate) chars
+            out.append(char)
+        else:
+            out.extend(f'\\x{byte:02x}' for byte in char.encode('utf-8', 'surrogateescape'))
+    return ''.join(out)
+
+
+def path_from_printable(text):
+    """The path that printable_path wrote as `text`."""
+    def unescape(match):
+        return b'\\' if match[2] is None else bytes([int(match[2], 16)])
+    return os.fsdecode(re.sub(rb'\\(\\|x([0-9a-f]{2}))', unescape, text.encode('utf-8')))
+
+
+def printable_relpath(path, folder):
+    """A path under folder as it is printed and listed: relative to folder, printable."""
+    return printable_path(os.path.relpath(path, folder))
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def size_problem(width, height):
+    """Why an image of this size is not used (too many pixels, too elongated); None if it is."""
+    if min(width, height) < 1:
+        return f"no pixels ({width:,} x {height:,})"
+    if width * height > MAX_PIXELS:
+        return (f"{width:,} x {height:,} = {width * height:,} pixels, over the limit of "
+                f"{MAX_PIXELS:,}")
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT:
+        return f"{width:,} x {height:,} pixels: aspect ratio 1:{ratio:,.0f}, over 1:{MAX_ASPECT}"
+    return None
+
+
+def bomb_reason(error):
+    """The reason for PIL's DecompressionBombError (raised by Image.open over 2 x MAX_PIXELS)."""
+    found = re.search(r'\((\d+) pixels\)', str(error))
+    pixels = f"{int(found[1]):,} pixels" if found else "more than twice as many pixels"
+    return f"{pixels}, over the limit of {MAX_PIXELS:,}"
+
+
+def not_a_file_reason(path):
+    """Why path is not a regular file that can be opened; None when it is one."""
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"broken link (to {printable_path(os.readlink(path))})"
+        return "no longer exists"
+    except OSError as error:  # a link loop, a permission problem on the way
+        return f"cannot be read: {error.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ('a folder' if stat.S_ISDIR(mode) else 'a pipe' if stat.S_ISFIFO(mode)
+            else 'a socket' if stat.S_ISSOCK(mode) else 'a device')
+    return f"not a regular file ({kind})"  # never opened: reading a pipe could block forever
+
+
+@contextlib.contextmanager
+def open_image(path):
+    """The PIL image of a file, with only its header read, when its size is within the limits;
+    else ImageRejected with the reason. Large images are decoded one at a time."""
+    reason = not_a_file_reason(path)
+    if reason:
+        raise ImageRejected(reason)
+    try:
+        with warnings.catch_warnings(action='ignore', category=Image.DecompressionBombWarning):
+            # PIL's warning over MAX_PIXELS would only repeat the reason given below. (The filter
+            # is process-wide: at worst, with threads, it outlives this call, which is harmless.)
+            image = Image.open(path)
+        with image:
+            reason = size_problem(*image.size)
+            if reason:
+                raise ImageRejected(reason)
+            large = image.width * image.height > LARGE_PIXELS
+            with LARGE_DECODE if large else contextlib.nullcontext():
+                yield image
+    except Image.DecompressionBombError as error:
+        raise ImageRejected(bomb_reason(error)) from error
 
 
 def to_rgb(image):
@@ -52,40 +165,88 @@ def to_rgb(image):
 
 
 def load_rgb(path):
-    with Image.open(path) as image:
+    """The image (its first frame) at full size as RGB; ImageRejected when it is not usable."""
+    with open_image(path) as image:
         return to_rgb(image)
 
 
+def load_thumbnail(path, max_side):
+    """The image as RGB with its longer side at most max_side (never enlarged), for thumbnails
+    and grids: JPEGs are decoded at a reduced scale (PIL's draft), other formats reduced right
+    after decoding. ImageRejected with the reason when the file is not a usable image."""
+    with open_image(path) as image:
+        image.draft(None, (2 * max_side, 2 * max_side))  # JPEG: DCT scaling, >= 2x the target
+        image = to_rgb(image)
+    image.thumbnail((max_side, max_side), reducing_gap=2.0)
+    return image
+
+
+# ----------------------------------------------------------------------------- listing
+
 def list_files(folder):
-    """Every non-hidden file under folder, recursively (symlinked folders followed once)."""
-    found, seen = [], set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    """(files, skipped) under folder, recursively, hidden names left out, links to files and
+    folders followed: each folder is walked once (a link loop, or a second link to a folder
+    already walked, is listed in skipped with the reason), as is one it cannot list."""
+    found, skipped, walked = [], [], {}
+
+    def unlistable(error):
+        skipped.append((error.filename, f"folder cannot be listed: {error.strerror}"))
+
+    for root, dirs, files in os.walk(folder, onerror=unlistable, followlinks=True):
         real = os.path.realpath(root)
-        if real in seen:  # a symlink loop, or a second link to a folder already walked
+        if real in walked:
+            already = printable_relpath(walked[real], folder)
+            skipped.append((root, f"link to a folder already included ({already})"))
             dirs[:] = []
             continue
-        seen.add(real)
+        walked[real] = root
         dirs[:] = [d for d in dirs if not d.startswith('.')]
         found.extend(os.path.join(root, f) for f in files if not f.startswith('.'))
-    return sorted(found)
+    return sorted(found), skipped
+
+
+def regular_files(folder, files):
+    """(files, skipped): the regular files among `files`, each real file once; a second path to
+    the same file (a link or hard link) is skipped, keeping a path that is not a link."""
+    kept, skipped = {}, []
+    for path in sorted(files, key=lambda p: (os.path.islink(p), p)):
+        reason = not_a_file_reason(path)
+        if reason:
+            skipped.append((path, reason))
+            continue
+        info = os.stat(path)
+        key = (info.st_dev, info.st_ino)
+        if key in kept:
+            same = printable_relpath(kept[key], folder)
+            skipped.append((path, f"the same file as {same} (a link or hard link to it)"))
+            continue
+        kept[key] = path
+    return sorted(kept.values()), skipped
 
 
 def why_unreadable(path, error):
-    if os.path.getsize(path) == 0:
-        return 'empty file (0 bytes)'
+    if isinstance(error, ImageRejected):
+        return str(error)
+    if isinstance(error, PermissionError):
+        return 'cannot be read: permission denied'
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) == 0:
+            return 'empty file (0 bytes)'
     if isinstance(error, UnidentifiedImageError):
         return 'not an image (PIL cannot identify the format)'
-    return f'{type(error).__name__}: {error}'
+    return printable_path(f'{type(error).__name__}: {error}')  # PIL may quote the file's bytes
 
 
 def check_image(path):
-    """(width, height), None for an image PIL fully decodes; (None, reason) for anything else."""
-    if not os.path.isfile(path):  # never open a pipe or device, it could block forever
-        return None, 'not a regular file (broken link, pipe or device)'
+    """(width, height), None for an image within the limits that PIL fully decodes and converts;
+    (None, reason) for anything else."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
+            size = image.size
+            image.draft(None, (1, 1))  # JPEG: decode at 1/8 scale, still reading every byte
             image.load()  # decode the pixels: a header alone does not reveal truncation
-            return image.size, None
+            to_rgb(image.crop((0, 0, 1, 1)))  # a mode PIL cannot convert fails here, not later
+            return size, None
     except Exception as error:  # PIL raises many types on bad data (OSError, SyntaxError, ...)
         return None, why_unreadable(path, error)
 
@@ -94,7 +255,7 @@ def check_all(folder, files):
     """check_image over files in threads (PIL releases the GIL while decoding)."""
     with ThreadPoolExecutor() as pool:
         return list(tqdm(pool.map(check_image, files), total=len(files), unit='file',
-                         desc=f'Checking images in {folder}'))
+                         desc=f'Checking images in {printable_path(folder)}'))
 
 
 def class_folder(folder, path):
@@ -111,7 +272,9 @@ def find_labels(folder, paths):
     if None in owners or len(classes) < 2:
         return None, np.full(len(paths), -1, dtype=np.int64)
     index = {name: i for i, name in enumerate(classes)}
-    return classes, np.asarray([index[o] for o in owners], dtype=np.int64)
+    # the names are only shown and written: as text, whatever the bytes of the folder's name
+    return [printable_path(c) for c in classes], np.asarray([index[o] for o in owners],
+                                                               dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -127,9 +290,10 @@ class FolderScan:
 
 
 def scan_summary(scan):
-    lines = [f"Scanned {scan.n_files:,} files in {scan.folder}: {len(scan.paths):,} images, "
-             f"{len(scan.skipped):,} skipped" + (':' if scan.skipped else '.')]
-    lines += [f"  {os.path.relpath(path, scan.folder)}: {reason}"
+    lines = [f"Scanned {scan.n_files:,} files in {printable_path(scan.folder)}: "
+             f"{len(scan.paths):,} images, {len(scan.skipped):,} skipped"
+             + (':' if scan.skipped else '.')]
+    lines += [f"  {printable_relpath(path, scan.folder)}: {reason}"
               for path, reason in scan.skipped[:SHOWN_SKIPPED]]
     if len(scan.skipped) > SHOWN_SKIPPED:
         lines.append(f"  ... and {len(scan.skipped) - SHOWN_SKIPPED:,} more")
@@ -142,21 +306,24 @@ def scan_summary(scan):
 def scan_folder(folder):
     """Check every file under the absolute path `folder`; print and return a FolderScan."""
     if not os.path.exists(folder):
-        raise FolderError(f"image folder {folder} does not exist")
+        raise FolderError(f"image folder {printable_path(folder)} does not exist")
     if not os.path.isdir(folder):
-        raise FolderError(f"image folder {folder} is not a folder")
-    files = list_files(folder)
+        raise FolderError(f"image folder {printable_path(folder)} is not a folder")
+    listed, unlisted = list_files(folder)
+    files, not_files = regular_files(folder, listed)
     results = check_all(folder, files)
     paths = [f for f, (size, _) in zip(files, results) if size is not None]
     sizes = [size for size, _ in results if size is not None]
-    skipped = [(f, reason) for f, (_, reason) in zip(files, results) if reason is not None]
+    skipped = sorted(unlisted + not_files + [(f, reason) for f, (_, reason) in zip(files, results)
+                                             if reason is not None])
     classes, targets = find_labels(folder, paths)
     median = tuple(int(round(v)) for v in np.median(sizes, axis=0)) if sizes else None
-    scan = FolderScan(folder, paths, targets, classes, skipped, median, len(files), tuple(sizes))
+    n_files = len(listed) + len(unlisted)
+    scan = FolderScan(folder, paths, targets, classes, skipped, median, n_files, tuple(sizes))
     print(scan_summary(scan))
     if not paths:
-        found = f"all {len(files):,} files were skipped" if files else "it holds no file"
-        raise FolderError(f"no readable image in {folder}: {found}")
+        found = f"all {n_files:,} files were skipped" if n_files else "it holds no file"
+        raise FolderError(f"no readable image in {printable_path(folder)}: {found}")
     return scan
 
 
@@ -203,6 +370,9 @@ def working_copies(folder, size):
 class ImageFolderDataset(ImageDataset):
     """Images of a user's folder; `skipped` lists the (path, reason) of files not used.
 
+    `paths` (and the paths in `skipped`) are real paths, as os.listdir gives them (a name that is
+    not UTF-8 holds surrogate escapes): open files with them, and write them as text with
+    printable_path (`printable_paths`). `classes` and the reasons are printable text already.
     `resize` (shorter side, as the transforms' Resize) serves every image at that size, from
     memory when it fits; `data` is then the N x H x W x 3 array when all come out one size."""
 
@@ -220,6 +390,10 @@ class ImageFolderDataset(ImageDataset):
         # `data` only when all images are one size; else a list in memory, or read from disk
         self.data = copies if isinstance(copies, np.ndarray) else None
         self.images = copies if isinstance(copies, list) else None
+
+    @property
+    def printable_paths(self):
+        return [printable_path(p) for p in self.paths]
 
     @property
     def is_labelled(self):
