@@ -27,7 +27,8 @@ from annotation.export import (CSV_NAME, NAMES_NAME, AnnotationError, check_outp
 from annotation.gallery import ClusterSection, Thumb, relative_href, save_thumbnail, write_gallery
 from data import build_dataset
 from data.device_loader import make_eval_loader
-from data.image_folder import ImageFolderDataset, load_rgb
+from data.image_folder import (ImageFolderDataset, load_thumbnail, printable_path,
+                               printable_relpath)
 from data.settings import complete_image_settings
 from models import ContrastiveModel, build_backbone
 from models.loading import load_trained_clustering_model, require
@@ -41,6 +42,7 @@ from utils.runtime import get_args_parser, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
 GALLERY_MOST, GALLERY_LEAST = 12, 6  # thumbnails per cluster: most and least confident images
+SHOWN_SIDE = 256  # longest side of an image decoded for thumbnails (128) and grid cells (~150)
 
 
 def evaluate_pretext(cfg, model_path, device):
@@ -147,16 +149,18 @@ def print_results(results):
 
 
 def original_image(dataset, index):
-    """The image as stored (full size) for thumbnails and grids; the dataset's own otherwise."""
+    """The image as stored (reduced to SHOWN_SIDE) for thumbnails and grids; the dataset's own
+    otherwise."""
     if dataset.paths is not None:
-        return load_rgb(dataset.paths[index])
+        return load_thumbnail(dataset.paths[index], SHOWN_SIDE)
     return dataset.load_image(index)
 
 
 def image_names(dataset, source):
-    """Per image: its file path, or '<source>[i]' for a dataset that is not made of files."""
+    """Per image: its file path as text, or '<source>[i]' for a dataset that is not made of
+    files."""
     if dataset.paths is not None:
-        return list(dataset.paths)
+        return [printable_path(p) for p in dataset.paths]
     return [f"{source}[{i}]" for i in range(len(dataset))]
 
 
@@ -218,11 +222,11 @@ def annotate(out_dir, dataset, probs, targets, names, source, model_path, metric
     grids = write_cluster_grids(out_dir, lambda i: original_image(dataset, i), probs, clusters,
                                 names)
     folder = getattr(dataset, 'folder', None)
-    shown = [os.path.relpath(p, folder) if folder else p for p in paths]
+    shown = [printable_relpath(p, folder) for p in dataset.paths] if folder else paths
     sections = gallery_sections(out_dir, dataset, probs, names, shown)
     for section in sections:
         section.grid = grids.get(section.cluster, '')
-    skipped = [(os.path.relpath(p, folder), reason) for p, reason in
+    skipped = [(printable_relpath(p, folder), reason) for p, reason in
                getattr(dataset, 'skipped', [])] if folder else []
     lines = [f"{len(paths):,} images in {probs.shape[1]} clusters "
              f"({sum(1 for n in sizes if n)} non-empty); model {model_path}."]
@@ -231,12 +235,13 @@ def annotate(out_dir, dataset, probs, targets, names, source, model_path, metric
                      f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}.")
     if skipped:
         lines.append(f"{len(skipped):,} files were skipped (listed at the end).")
-    write_gallery(os.path.join(out_dir, 'index.html'), f"Clusters of {folder or source}", lines,
-                  sections, skipped, CSV_NAME)
+    source = printable_path(folder) if folder else source
+    write_gallery(os.path.join(out_dir, 'index.html'), f"Clusters of {source}", lines, sections,
+                  skipped, CSV_NAME)
     template = os.path.join(out_dir, NAMES_NAME)
     if not (names_file and os.path.exists(template) and os.path.samefile(names_file, template)):
         write_names_template(template, names, sizes)
-    summary = {'images': folder or source, 'model': model_path, 'num_images': len(paths),
+    summary = {'images': source, 'model': model_path, 'num_images': len(paths),
                'clusters': [{'cluster': k, 'name': names[k], 'size': sizes[k]}
                             for k in range(len(sizes))],
                'skipped': [{'path': p, 'reason': r} for p, r in skipped]}

@@ -60,7 +60,8 @@ def relative_href(path, start):
         relative = os.path.relpath(os.path.abspath(path), os.path.abspath(start))
     except ValueError:  # another drive (Windows): no relative path exists
         return pathlib.Path(os.path.abspath(path)).as_uri()
-    return urllib.parse.quote(relative.replace(os.sep, '/'))
+    # as bytes: every file name, UTF-8 or not, becomes a URL that names that file
+    return urllib.parse.quote(os.fsencode(relative.replace(os.sep, '/')))
 
 
 def _thumbs(thumbs):
