@@ -60,6 +60,9 @@ def printable_path(path):
     path_from_printable turns back into the same path: each byte that is not part of printable
     UTF-8 text (a byte that is not UTF-8; a newline or other control, formatting or unusual space
     character) is written as \xNN, and a backslash as \\. Ordinary names are unchanged."""
+    path = os.fsdecode(path)  # str or bytes
+    if path.isprintable() and '\\' not in path:  # nearly every path: nothing to escape
+        return path
     text = os.fsencode(path).decode('utf-8', 'surrogateescape')
     out = []
     for char in text:

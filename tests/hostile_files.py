@@ -3,8 +3,8 @@
 `write_hostile_folder(folder, outside)` writes, into `folder`, images whose names no file system
 forbids (bytes that are not UTF-8, newlines, quotes, markup, formula and shell characters, a
 name of 240 bytes), files that decode into huge or extremely elongated images from a few KB,
-links (broken, looping, to a file outside, to a file inside, hard), a pipe, an empty file, a
-folder named like an image, and formats that are easy to get wrong (animated GIF and PNG, CMYK
+links (broken, looping, to a file outside, to a file inside, hard), a pipe, a device (where
+one may be made), an empty file, a folder named like an image, and formats that are easy to get wrong (animated GIF and PNG, CMYK
 JPEG, 16-bit PNG, palette with transparency, multi-page TIFF, WebP, a JPEG with 64 KB of EXIF).
 It returns one `Hostile` per entry: what the folder reader must make of it.
 
@@ -184,6 +184,11 @@ def write_hostile_folder(folder, outside):
     cases.append(Hostile(b'z hard link.png', 'the same file as latin-1 \\xe9t\\xe9.png'))
     os.mkfifo(os.path.join(root, b'pipe.png'))
     cases.append(Hostile(b'pipe.png', 'not a regular file (a pipe)'))
+    try:  # like /dev/zero: reading it would never end (creating one needs root)
+        os.mknod(os.path.join(root, b'device.jpg'), stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        cases.append(Hostile(b'device.jpg', 'not a regular file (a device)'))
+    except (PermissionError, AttributeError):
+        pass
     os.mkdir(os.path.join(root, b'folder.png'))  # a folder, not a file: nothing to list
     cases.append(Hostile(b'folder.png', listed=False))
     unreadable = os.path.join(root, b'unreadable.png')

@@ -14,8 +14,9 @@ from PIL import Image, ImageFile
 import scan
 import selflabel
 import simclr
-from data.image_folder import (ImageFolderDataset, ImageRejected, check_image, load_rgb,
-                               load_thumbnail, path_from_printable, printable_path, to_rgb)
+from data.image_folder import (FolderError, ImageFolderDataset, ImageRejected, check_image,
+                               load_rgb, load_thumbnail, path_from_printable, printable_path,
+                               to_rgb)
 from tests.folder_images import picture as kind_picture
 from tests.hostile_files import (HOSTILE_NAMES, IS_ROOT, blank_png, encoded, picture, tree_digest,
                                  write, write_hostile_folder)
@@ -84,6 +85,16 @@ def test_printable_path_round_trips_every_byte():
         text = printable_path(path)
         assert text.isprintable() and path_from_printable(text) == path, name
     assert printable_path('/photos/cat 1.jpg') == '/photos/cat 1.jpg'
+
+
+def test_a_folder_whose_own_name_is_odd(tmp_path, capsys):
+    root = os.path.join(os.fsencode(tmp_path), b'odd \xff\nfolder')
+    with pytest.raises(FolderError, match=r'odd \\xff\\x0afolder does not exist'):
+        ImageFolderDataset(os.fsdecode(root))
+    os.makedirs(root)
+    write(os.path.join(root, b'a.png'), encoded(picture(0), 'PNG'))
+    assert len(ImageFolderDataset(os.fsdecode(root))) == 1
+    assert 'Scanned 1 files in ' in capsys.readouterr().out
 
 
 def test_labelled_tree_with_odd_class_folder_names(tmp_path):
