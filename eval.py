@@ -190,14 +190,14 @@ def open_predict_folder(args, cfg):
     return ImageFolderDataset(args.predict, resize=t.resize or t.crop_size)
 
 
-def prepare_annotation(request, args, cfg, device, model, head, model_path, val_set, probs):
+def prepare_annotation(request, cfg, device, model, head, model_path, evaluated, predict_set):
     """--annotate: the val split's images (as evaluated), or with --predict the new folder's,
     checked with the names and corrections before anything is written."""
-    predict_set = open_predict_folder(args, cfg)
+    val_set, probs = evaluated
     if predict_set is None:
         return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path)
     predict_probs, _ = predict_dataset(model, head, predict_set, cfg, device)
-    return prepare_export(request, predict_set, predict_probs, args.predict, model_path)
+    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path)
 
 
 def main(args):
@@ -213,13 +213,14 @@ def main(args):
         results = evaluate_pretext(cfg, model_path, device)
     else:
         model, head = load_clustering_model(model_path, device)
-        if args.names:  # checked before the (long) predictions
+        if args.names:  # the names and the new folder are checked before the predictions
             read_names(args.names, model.cluster_head[0].out_features)
+        predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
         probs, targets = predict_dataset(model, head, val_set, cfg, device)
         if request:
-            export = prepare_annotation(request, args, cfg, device, model, head, model_path,
-                                        val_set, probs)
+            export = prepare_annotation(request, cfg, device, model, head, model_path,
+                                        (val_set, probs), predict_set)
         os.makedirs(out_dir, exist_ok=True)
         results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     os.makedirs(out_dir, exist_ok=True)

@@ -96,13 +96,13 @@ class Export:
         self.names_file, self.user_names, self.write_names = names_file, user_names, write_names
         self.num_clusters = probs.shape[1]
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
-        self.shown = [k for k in range(self.num_clusters) if k not in corrections.merges]
+        self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
 
     def planned_files(self):
         files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME]
         files += [NAMES_NAME] if self.write_names else []
         files += [gallery.thumbnail_path(i) for i in range(len(self.images))]
-        return files + [self._grid_path(k) for k in self.shown if self.sizes[k]]
+        return files + [self._grid_path(k) for k in self.kept if self.sizes[k]]
 
     @staticmethod
     def _grid_path(k):
@@ -168,7 +168,7 @@ class Export:
     def _write_grids(self, names, failed):
         """prototypes/cluster_K.png for each non-empty cluster; {cluster: relative path}."""
         grids = {}
-        for k in self.shown:
+        for k in self.kept:
             members = ranked_members(self.probs, self.clusters, k)[:GRID_COLUMNS * GRID_ROWS]
             if len(members) == 0:
                 continue
@@ -183,8 +183,8 @@ class Export:
 
     def _summary_lines(self, metrics):
         images, sizes = self.images, self.sizes
-        lines = [f"{len(images):,} images in {len(self.shown)} clusters "
-                 f"({sum(1 for k in self.shown if sizes[k])} non-empty); model {self.model_path}."]
+        lines = [f"{len(images):,} images in {len(self.kept)} clusters "
+                 f"({sum(1 for k in self.kept if sizes[k])} non-empty); model {self.model_path}."]
         if metrics:
             lines.append(f"The model against the labels of the images: ACC {metrics['acc']:.4f}, "
                          f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}.")

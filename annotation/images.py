@@ -23,9 +23,8 @@ class ImageSet:
     dataset: object
     source: str        # the folder, or the name of the split
     paths: list        # per image, as annotations.csv writes it
-    shown: list        # per image, as the gallery shows it (relative to the folder)
     labels: list       # per image, the true class name ('' where unknown); None: no labels
-    skipped: list      # (shown path, reason) of the files of the folder that were not read
+    skipped: list      # (path relative to the folder, reason) of the files not read
 
     @property
     def folder(self):
@@ -65,12 +64,11 @@ def image_set(dataset, source):
     folder = getattr(dataset, 'folder', None)
     if dataset.paths is not None:
         paths = [visible_text(p) for p in dataset.paths]
-        shown = [visible_text(os.path.relpath(p, folder)) if folder else p for p in paths]
     else:
-        paths = shown = [f"{source}[{i}]" for i in range(len(dataset))]
+        paths = [f"{source}[{i}]" for i in range(len(dataset))]
     skipped = [(visible_text(os.path.relpath(p, folder)), visible_text(reason))
                for p, reason in getattr(dataset, 'skipped', [])] if folder else []
-    return ImageSet(dataset, visible_text(folder or source), paths, shown,
+    return ImageSet(dataset, visible_text(folder or source), paths,
                     label_names(dataset), skipped)
 
 

@@ -146,7 +146,8 @@ class ExportFolder:
         os.makedirs(self.path, exist_ok=True)
         for folder in {os.path.dirname(p) for p in planned} - {''}:
             os.makedirs(os.path.join(self.path, folder), exist_ok=True)
-        stale = [p for p in self.previous if p not in set(planned) and self.is_ours(p)]
+        planned_set = set(planned)
+        stale = [p for p in self.previous if p not in planned_set and self.is_ours(p)]
         pending = {p: {'pending': True} for p in list(planned) + stale}
         self._write_manifest(pending)
         for relative in stale:

@@ -550,5 +550,6 @@ def test_readme_walks_through_the_folder_configs():
     section = readme.split('## Your own images', 1)[1].split('\n## ', 1)[0]
     for config in CONFIGS.values():
         assert config in section
-    for flag in ('--annotate', '--names', '--predict', 'folder=', 'num_classes='):
+    for flag in ('--annotate', '--names', '--corrections', '--predict', '--force', 'Save names',
+                 'Save corrections', 'folder=', 'num_classes='):
         assert flag in section
