@@ -27,6 +27,7 @@ from annotation.names import AnnotationError, default_names, names_yaml, read_na
 from annotation.outfolder import ExportFolder
 from annotation.tables import csv_text
 from utils.plots import prototype_grid
+from utils.text import visible_text
 
 CSV_NAME = 'annotations.csv'
 NAMES_NAME = 'names.yml'
@@ -91,9 +92,10 @@ class Export:
     def __init__(self, folder, images, probs, model_path, corrections, clusters, corrected,
                  names_file, user_names, write_names):
         self.folder, self.images, self.probs = folder, images, probs
-        self.model_path, self.corrections = model_path, corrections
+        self.model_path, self.corrections = visible_text(model_path), corrections
         self.clusters, self.corrected = clusters, corrected
-        self.names_file, self.user_names, self.write_names = names_file, user_names, write_names
+        self.names_file = visible_text(names_file) if names_file else None
+        self.user_names, self.write_names = user_names, write_names
         self.num_clusters = probs.shape[1]
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
@@ -115,6 +117,14 @@ class Export:
         own, metrics = match_names(self.images.dataset, self.probs)
         names = default_names(self.num_clusters, own or matched_names)
         names.update(self.user_names)
+        try:
+            return self._write_files(names, metrics)
+        except OSError as error:  # a full disk, a folder made read-only meanwhile, ...
+            raise AnnotationError(
+                f"could not write the export into {self.folder.path}: {error}. Run again once "
+                f"fixed: the files already written are replaced then") from error
+
+    def _write_files(self, names, metrics):
         folder = self.folder
         folder.begin(self.planned_files())
         csv_path = folder.write_text(CSV_NAME, self._csv(names))
@@ -189,7 +199,7 @@ class Export:
             lines.append(f"The model against the labels of the images: ACC {metrics['acc']:.4f}, "
                          f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}.")
         if self.corrections.file:
-            lines.append(f"Corrections applied from {self.corrections.file}: "
+            lines.append(f"Corrections applied from {visible_text(self.corrections.file)}: "
                          f"{len(self.corrections.moves):,} images moved, "
                          f"{len(self.corrections.merges)} clusters merged "
                          f"({int(self.corrected.sum()):,} images corrected).")
@@ -226,7 +236,7 @@ class Export:
                    'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped]}
         if self.corrections.file:
             summary['corrections'] = {
-                'file': self.corrections.file,
+                'file': visible_text(self.corrections.file),
                 'moved_images': len(self.corrections.moves),
                 'merged_clusters': [{'cluster': k, 'into': self.corrections.final_cluster(k),
                                      'images': int(merged_sizes[k])}

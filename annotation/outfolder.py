@@ -63,6 +63,12 @@ class ExportFolder:
         if os.path.exists(path) and not os.path.isdir(path):
             raise AnnotationError(f"output folder {path} is a file, not a folder: choose a "
                                   f"new folder name")
+        existing = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        while not os.path.isdir(existing):
+            existing = os.path.dirname(existing)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise AnnotationError(f"output folder {path}: {existing} is not writable: choose "
+                                  f"a folder you can write to")
         entries = os.listdir(path) if os.path.isdir(path) else []
         previous = cls._read_manifest(path) if MANIFEST in entries else None
         if entries and previous is None and not force:

@@ -369,3 +369,24 @@ def test_the_image_folder_is_unchanged_by_every_export(images, tmp_path):
     before = folder_state(dataset.folder)
     export(tmp_path / 'x', images)
     assert folder_state(dataset.folder) == before
+
+
+def test_a_full_disk_is_a_message_and_a_rerun_completes(images, tmp_path, monkeypatch):
+    from annotation.outfolder import ExportFolder
+    real_write, calls = ExportFolder.write, []
+
+    def write_until_full(self, relative, data):
+        calls.append(relative)
+        if len(calls) == 5:
+            raise OSError(28, 'No space left on device')
+        return real_write(self, relative, data)
+
+    monkeypatch.setattr(ExportFolder, 'write', write_until_full)
+    out = tmp_path / 'out'
+    with pytest.raises(AnnotationError, match='could not write the export .*No space left'):
+        export(out, images)
+    monkeypatch.setattr(ExportFolder, 'write', real_write)
+    export(out, images)  # the half-written files are recognised as ours and replaced
+    rows = read_csv(out / 'annotations.csv')
+    assert len(rows) == len(images[0].paths) and not [
+        name for name in os.listdir(out / 'thumbs') if name.startswith('.partial-')]

@@ -13,8 +13,17 @@ import numpy as np  # noqa: E402
 from utils.text import visible_text  # noqa: E402
 
 LITERAL = {'parse_math': False, 'usetex': False}
-# A name in a script the font lacks is drawn as boxes: expected, not worth a warning per glyph.
-warnings.filterwarnings('ignore', message='Glyph .* missing from font')
+
+
+def _save(fig, path, **kwargs):
+    """Lay out and save; a name in a script the font lacks is drawn as boxes, expected and not
+    worth a warning per glyph."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Glyph .* missing from font')
+        warnings.filterwarnings('ignore', message='Tight layout not applied')
+        fig.tight_layout()
+        fig.savefig(path, dpi=120, **kwargs)
+    plt.close(fig)
 
 
 def _literal(names):
@@ -42,9 +51,7 @@ def confusion_matrix_figure(counts, row_names, column_names, path, title):
                 if counts[i, j]:
                     ax.text(j, i, str(counts[i, j]), ha='center', va='center', fontsize=7,
                             color='white' if share[i, j] > 0.5 else 'black')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def prototype_grid(rows, titles, path, suptitle=None):
@@ -67,6 +74,4 @@ def prototype_grid(rows, titles, path, suptitle=None):
                               fontsize=8, **LITERAL)
     if suptitle:
         fig.suptitle(visible_text(suptitle), **LITERAL)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format='png')
-    plt.close(fig)
+    _save(fig, path, format='png')
