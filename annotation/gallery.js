@@ -294,7 +294,7 @@
         state.merges.delete(k);
         render();
       });
-      merged.append(el('li', {}, `Cluster ${k} (${data.clusters[k].name}) is merged into `
+      merged.append(el('li', {}, `Cluster ${k} (${state.names[k]}) is merged into `
                               + `cluster ${finalCluster(into)}. `, undo));
     }
     document.getElementById('merged-section').hidden = state.merges.size === 0;
