@@ -157,7 +157,8 @@
   function section(k, own, corrected, size) {
     const exported = data.clusters[k].size;
     const sizeText = size === exported ? `(${plural(size, 'image')})`
-      : `(${plural(size, 'image')} after the changes; ${exported.toLocaleString('en')} in this export)`;
+      : `(${plural(size, 'image')} after the changes; ${
+        exported.toLocaleString('en')} in this export)`;
     const node = el('section', {class: 'cluster', id: `cluster-${k}`, 'data-cluster': k,
                                 'data-size': size});
     const name = el('input', {type: 'text', class: 'name', 'aria-label': `Name of cluster ${k}`,

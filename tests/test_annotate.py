@@ -537,7 +537,8 @@ def test_hostile_names_survive_the_round_trip_without_running(run, browser, tmp_
     assert [r[0] for r in after] == [r[0] for r in rows]
     for i in (hostile, undecodable):
         assert after[i][1] == str(to) and after[i][5] == 'corrected'
-    assert after[hostile][0].endswith(shown) and after[undecodable][0].endswith('caf\\xe9 \\xff.png')
+    assert after[hostile][0].endswith(shown)
+    assert after[undecodable][0].endswith('caf\\xe9 \\xff.png')
     assert {r[3] for r in after if r[1] == '0'} == {HOSTILE_NAME}
     assert sum(r[5] == 'corrected' for r in after) == 2
     open_page(browser, again)
@@ -553,3 +554,16 @@ def test_readme_walks_through_the_folder_configs():
     for flag in ('--annotate', '--names', '--corrections', '--predict', '--force', 'Save names',
                  'Save corrections', 'folder=', 'num_classes='):
         assert flag in section
+
+
+def test_the_page_escapes_names_and_cells_as_eval_reads_them(annotated, browser):
+    """gallery.js's yamlString and csvCell against annotation/names.py and tables.py."""
+    from annotation.names import yaml_string
+    from annotation.tables import from_cell
+    from tests.test_annotation_export import TRICKY_NAMES
+    open_page(browser, annotated[0])
+    escaped = js(browser, "return arguments[0].map(s => [window.scanGallery.yamlString(s), "
+                          "window.scanGallery.csvCell(s)])", TRICKY_NAMES)
+    assert [yaml for yaml, _ in escaped] == [yaml_string(name) for name in TRICKY_NAMES]
+    cells = next(csv.reader([','.join(cell for _, cell in escaped) + '\r\n'], strict=True))
+    assert [from_cell(cell) for cell in cells] == TRICKY_NAMES
