@@ -1,18 +1,18 @@
 """Evaluate a trained model: metrics, confusion matrix, prototypes, annotations, predictions.
 
     python eval.py --config_env configs/env.yml --config_exp configs/scan/scan_digits.yml
-    python eval.py ... --annotate OUTDIR [--names NAMES.yml] [--predict FOLDER]
+    python eval.py ... --annotate OUTDIR [--names NAMES.yml] [--corrections CORRECTIONS.csv]
+                       [--predict FOLDER] [--force]
 
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
 model: Hungarian ACC, NMI, ARI, top-5, per-class precision/recall, confusion_matrix.png,
 prototypes.png, all in <step dir>/eval/ with metrics.json.
 
---annotate OUTDIR (SCAN or self-label model) also writes, for the images of the val split (for a
-folder: all its images) or, with --predict FOLDER, for the images of FOLDER: annotations.csv
-(path, cluster, confidence, name, and label when known), prototypes/cluster_K.png, an
-index.html gallery (open it in a browser, no server needed), names.yml (the names used, to edit
-and pass back with --names) and summary.json.
+--annotate OUTDIR (SCAN or self-label model) also exports, for the images of the val split (for a
+folder: all its images) or, with --predict FOLDER, for the images of FOLDER, a CSV, a gallery in
+which to name and correct the clusters, grids, names.yml and summary.json (annotation/export.py),
+with the names of --names and the corrections of --corrections applied.
 """
 import json
 import os
@@ -21,14 +21,11 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from annotation.export import (CSV_NAME, NAMES_NAME, AnnotationError, check_output_folder,
-                               default_names, ranked_members, read_names, remove_previous_export,
-                               write_cluster_grids, write_csv, write_names_template)
-from annotation.gallery import ClusterSection, Thumb, relative_href, save_thumbnail, write_gallery
+from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
+                               prepare_export, ranked_members, read_names)
 from data import build_dataset
 from data.device_loader import make_eval_loader
-from data.image_folder import (ImageFolderDataset, load_thumbnail, printable_path,
-                               printable_relpath)
+from data.image_folder import ImageFolderDataset
 from data.settings import complete_image_settings
 from models import ContrastiveModel, build_backbone
 from models.loading import load_trained_clustering_model, require
@@ -41,8 +38,6 @@ from utils.plots import confusion_matrix_figure, prototype_grid
 from utils.runtime import get_args_parser, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
-GALLERY_MOST, GALLERY_LEAST = 12, 6  # thumbnails per cluster: most and least confident images
-SHOWN_SIDE = 256  # longest side of an image decoded for thumbnails (128) and grid cells (~150)
 
 
 def evaluate_pretext(cfg, model_path, device):
@@ -148,110 +143,6 @@ def print_results(results):
     log(f"cluster sizes: {results['cluster_sizes']}")
 
 
-def original_image(dataset, index):
-    """The image as stored (reduced to SHOWN_SIDE) for thumbnails and grids; the dataset's own
-    otherwise."""
-    if dataset.paths is not None:
-        return load_thumbnail(dataset.paths[index], SHOWN_SIDE)
-    return dataset.load_image(index)
-
-
-def image_names(dataset, source):
-    """Per image: its file path as text, or '<source>[i]' for a dataset that is not made of
-    files."""
-    if dataset.paths is not None:
-        return [printable_path(p) for p in dataset.paths]
-    return [f"{source}[{i}]" for i in range(len(dataset))]
-
-
-def class_names(dataset, targets):
-    """The dataset's class names, or the class ids as text where it has none."""
-    return dataset.classes or [str(c) for c in range(int(targets.max()) + 1)]
-
-
-def label_names(dataset, targets):
-    """Per image: the name of its true class ('' where unknown); None for unlabeled data."""
-    if not dataset.has_labels:
-        return None
-    classes = class_names(dataset, targets)
-    return [classes[t] if t >= 0 else '' for t in targets]
-
-
-def match_names(dataset, probs, targets):
-    """{cluster: class name} by Hungarian matching, and the metrics, where the images have
-    labels; ({}, None) otherwise."""
-    if not dataset.has_labels:
-        return {}, None
-    classes = class_names(dataset, targets)
-    metrics = cluster_metrics(probs.argmax(axis=1), targets, len(classes), probs=probs)
-    mapping = metrics.pop('mapping')
-    return {k: classes[c] for k, c in mapping.items() if c >= 0}, metrics
-
-
-def gallery_sections(out_dir, dataset, probs, names, display_names):
-    clusters, confidences = probs.argmax(axis=1), probs.max(axis=1)
-    labels = label_names(dataset, dataset.targets) if dataset.has_labels else None
-
-    def thumb(i):
-        src, small = save_thumbnail(original_image(dataset, i), out_dir, i)
-        title = display_names[i] + (f" (label: {labels[i]})" if labels else '')
-        link = relative_href(dataset.paths[i], out_dir) if dataset.paths is not None else ''
-        return Thumb(src, f"{confidences[i]:.3f}", title, link, small)
-
-    sections = []
-    for k in range(probs.shape[1]):
-        ranked = ranked_members(probs, clusters, k)
-        least = ranked[max(GALLERY_MOST, len(ranked) - GALLERY_LEAST):][::-1]
-        sections.append(ClusterSection(k, names[k], len(ranked),
-                                       [thumb(int(i)) for i in ranked[:GALLERY_MOST]],
-                                       [thumb(int(i)) for i in least]))
-    return sections
-
-
-def annotate(out_dir, dataset, probs, targets, names, source, model_path, metrics=None,
-             names_file=None):
-    """annotations.csv, prototypes/cluster_K.png, index.html, names.yml (unless that is the
-    user's own --names file) and summary.json."""
-    os.makedirs(out_dir, exist_ok=True)
-    remove_previous_export(out_dir)
-    clusters, confidences = probs.argmax(axis=1), probs.max(axis=1)
-    sizes = np.bincount(clusters, minlength=probs.shape[1]).tolist()
-    paths = image_names(dataset, source)
-    csv_path = os.path.join(out_dir, CSV_NAME)
-    write_csv(csv_path, paths, clusters, confidences, names, label_names(dataset, targets))
-    grids = write_cluster_grids(out_dir, lambda i: original_image(dataset, i), probs, clusters,
-                                names)
-    folder = getattr(dataset, 'folder', None)
-    shown = [printable_relpath(p, folder) for p in dataset.paths] if folder else paths
-    sections = gallery_sections(out_dir, dataset, probs, names, shown)
-    for section in sections:
-        section.grid = grids.get(section.cluster, '')
-    skipped = [(printable_relpath(p, folder), reason) for p, reason in
-               getattr(dataset, 'skipped', [])] if folder else []
-    lines = [f"{len(paths):,} images in {probs.shape[1]} clusters "
-             f"({sum(1 for n in sizes if n)} non-empty); model {model_path}."]
-    if metrics:
-        lines.append(f"Against the labels of the images: ACC {metrics['acc']:.4f}, "
-                     f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}.")
-    if skipped:
-        lines.append(f"{len(skipped):,} files were skipped (listed at the end).")
-    source = printable_path(folder) if folder else source
-    write_gallery(os.path.join(out_dir, 'index.html'), f"Clusters of {source}", lines, sections,
-                  skipped, CSV_NAME)
-    template = os.path.join(out_dir, NAMES_NAME)
-    if not (names_file and os.path.exists(template) and os.path.samefile(names_file, template)):
-        write_names_template(template, names, sizes)
-    summary = {'images': source, 'model': model_path, 'num_images': len(paths),
-               'clusters': [{'cluster': k, 'name': names[k], 'size': sizes[k]}
-                            for k in range(len(sizes))],
-               'skipped': [{'path': p, 'reason': r} for p, r in skipped]}
-    if metrics:
-        summary['metrics'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari') if k in metrics}
-    with open(os.path.join(out_dir, 'summary.json'), 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
-    return csv_path
-
-
 def get_eval_parser():
     parser = get_args_parser('Evaluate a model; export annotations')
     parser.add_argument('--model', default=None, help="model file (default: the step's own)")
@@ -264,76 +155,86 @@ def get_eval_parser():
     parser.add_argument('--predict', default=None, metavar='FOLDER',
                         help='with --annotate: assign the images of FOLDER (not trained on) to '
                              'the clusters and annotate those instead')
+    parser.add_argument('--corrections', default=None, metavar='CORRECTIONS.csv',
+                        help='with --annotate: move images and merge clusters as listed (the '
+                             'file the gallery\'s "Save corrections" downloads)')
+    parser.add_argument('--force', action='store_true',
+                        help='with --annotate: write into a folder that holds other files, '
+                             'beside them (a file of the same name as ours is never replaced)')
     return parser
 
 
-def check_annotation_args(args, cfg):
-    """Refuse what --annotate/--names/--predict cannot do before any model is run."""
-    if (args.names or args.predict) and not args.annotate:
-        raise AnnotationError("--names and --predict go with --annotate OUTDIR (where the "
-                              "results are written)")
-    if args.annotate and cfg.step == 'pretext':
+def annotation_request(args, cfg):
+    """--annotate and its options, checked before any model runs."""
+    if (args.names or args.predict or args.corrections or args.force) and not args.annotate:
+        raise AnnotationError("--names, --corrections, --predict and --force go with "
+                              "--annotate OUTDIR (where the results are written)")
+    if not args.annotate:
+        return None
+    if cfg.step == 'pretext':
         raise AnnotationError(
             f"{args.config_exp} is a pretext (SimCLR) step: its model has no clusters to "
             f"annotate. Run scan.py (and selflabel.py), then pass configs/scan/... or "
             f"configs/selflabel/... with the same --opts")
-    if args.annotate:
-        check_output_folder(args.annotate, [f for f in (cfg.folder, args.predict) if f])
+    request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
+                            tuple(f for f in (cfg.folder, args.predict) if f))
+    check_request(request)
+    return request
 
 
-def export_annotations(args, cfg, device, model, head, model_path, user_names, predict_set,
-                       evaluated):
-    """--annotate: the val split's images (as evaluated), or with --predict the new folder's."""
-    val_set, probs, targets, results = evaluated
-    matched = {int(k): v for k, v in results.get('cluster_to_class', {}).items()}
-    dataset, source = val_set, f"{cfg.val_db_name}-val"
-    metrics = results if 'acc' in results else None
-    if predict_set is not None:
-        probs, targets = predict_dataset(model, head, predict_set, cfg, device)
-        dataset, source = predict_set, args.predict
-        own, metrics = match_names(predict_set, probs, targets)
-        matched = own or matched
-    names = default_names(probs.shape[1], matched)
-    names.update(user_names)
-    csv_path = annotate(args.annotate, dataset, probs, targets, names, source, model_path,
-                        metrics, args.names)
-    log(f"annotations: {csv_path}\ngallery: {os.path.join(args.annotate, 'index.html')}",
-        'green')
-    return csv_path
+def open_predict_folder(args, cfg):
+    """--predict's images, resized as the training images were (benchmarks: to the crop)."""
+    if not args.predict:
+        return None
+    t = cfg.transformation_kwargs
+    return ImageFolderDataset(args.predict, resize=t.resize or t.crop_size)
+
+
+def prepare_annotation(request, cfg, device, model, head, model_path, evaluated, predict_set):
+    """--annotate: the val split's images (as evaluated), or with --predict the new folder's,
+    checked with the names and corrections before anything is written."""
+    val_set, probs = evaluated
+    if predict_set is None:
+        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path)
+    predict_probs, _ = predict_dataset(model, head, predict_set, cfg, device)
+    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path)
 
 
 def main(args):
     cfg, device = start_run(args, setup=None)
-    check_annotation_args(args, cfg)
+    request = annotation_request(args, cfg)
     complete_image_settings(cfg)
     model_path = args.model or cfg.paths[f'{cfg.step}_model']
     require(model_path, {'pretext': 'simclr.py', 'scan': 'scan.py',
                          'selflabel': 'selflabel.py'}[cfg.step])
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
-    os.makedirs(out_dir, exist_ok=True)
+    export = None
     if cfg.step == 'pretext':
         results = evaluate_pretext(cfg, model_path, device)
     else:
         model, head = load_clustering_model(model_path, device)
-        # the names file and the new folder are checked before the (long) predictions
-        user_names = read_names(args.names, model.cluster_head[0].out_features) \
-            if args.names else {}
-        predict_set = None
-        if args.predict:  # resized as the training images were (benchmarks: to the crop)
-            t = cfg.transformation_kwargs
-            predict_set = ImageFolderDataset(args.predict, resize=t.resize or t.crop_size)
+        if args.names:  # the names and the new folder are checked before the predictions
+            read_names(args.names, model.cluster_head[0].out_features)
+        predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
         probs, targets = predict_dataset(model, head, val_set, cfg, device)
+        if request:
+            export = prepare_annotation(request, cfg, device, model, head, model_path,
+                                        (val_set, probs), predict_set)
+        os.makedirs(out_dir, exist_ok=True)
         results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, 'metrics.json')
     with open(path, 'w') as f:
         json.dump(results, f, indent=2)
     print_results(results)
     log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
-    if args.annotate:
-        results['annotations'] = export_annotations(
-            args, cfg, device, model, head, model_path, user_names, predict_set,
-            (val_set, probs, targets, results))
+    if export:
+        matched = {int(k): v for k, v in results.get('cluster_to_class', {}).items()}
+        results['annotations'] = export.write(matched)
+        log(f"annotations: {results['annotations']}\n"
+            f"gallery: {os.path.join(args.annotate, 'index.html')}"
+            + (f"\nnames from: {export.names_file}" if export.names_file else ''), 'green')
     return results
 
 

@@ -1,119 +1,59 @@
-"""Annotation export: cluster names, the CSV of one row per image, and per-cluster grids.
+"""eval.py --annotate OUTDIR: one folder a person opens, names and corrects the clusters in.
 
-Names come from a user's YAML file (cluster id -> name), else from the classes the clusters are
-matched to when labels exist, else 'cluster K'. Everything is written into one output folder,
-never next to the images.
+    annotations.csv    one row per image: path, cluster, confidence, name, [label], source, id
+    index.html         the gallery (with gallery.js, gallery-data.js, thumbs/)
+    prototypes/        cluster_K.png: the most confident images of each cluster in a grid
+    names.yml          the names in use, to edit and pass back with --names
+    summary.json       sizes, names, corrections, skipped files, metrics
+
+prepare_export checks everything (output folder, names, corrections) before anything is
+written, then Export.write writes; the output folder's manifest (annotation.outfolder) makes a
+rerun replace only what an earlier export wrote.
 """
-import csv
+import io
 import json
 import os
-import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
-import yaml
+from PIL import Image
+from tqdm import tqdm
 
-from utils.errors import UserError
-from utils.paths import is_inside
+from annotation import gallery
+from annotation.corrections import Corrections, match_corrections, read_rows
+from annotation.images import image_set, match_names
+from annotation.names import AnnotationError, default_names, names_yaml, read_names
+from annotation.outfolder import ExportFolder
+from annotation.tables import csv_text
 from utils.plots import prototype_grid
+from utils.text import visible_text
 
 CSV_NAME = 'annotations.csv'
 NAMES_NAME = 'names.yml'
+SUMMARY_NAME = 'summary.json'
 GRID_COLUMNS = 8
 GRID_ROWS = 2
+THREADS = min(4, os.cpu_count() or 1)  # PIL decodes and encodes without the GIL
+
+__all__ = ['AnnotationError', 'ExportRequest', 'check_request', 'prepare_export', 'read_names',
+           'ranked_members', 'default_names']
 
 
-class AnnotationError(UserError, ValueError):
-    """A names file or an output folder the export cannot use; the message names it."""
+@dataclass(frozen=True)
+class ExportRequest:
+    out_dir: str
+    names_file: str = None        # --names
+    corrections_file: str = None  # --corrections
+    force: bool = False           # --force: write beside files that are not ours
+    image_folders: tuple = ()     # where nothing is ever written or removed
 
 
-def default_names(num_clusters, matched=None):
-    """'cluster K', or the matched class name where `matched` (cluster -> name or None) has one."""
-    names = {k: f"cluster {k}" for k in range(num_clusters)}
-    names.update({k: name for k, name in (matched or {}).items() if name is not None})
-    return names
-
-
-def _cluster_id(key):
-    """An int cluster id from a YAML key (3 or '3'); None for anything else."""
-    if isinstance(key, bool):
-        return None
-    if isinstance(key, int):
-        return key
-    if isinstance(key, str) and key.strip().isdigit():
-        return int(key.strip())
-    return None
-
-
-def read_names(path, num_clusters):
-    """{cluster id: name} from a user's YAML mapping; clusters left out keep their default name.
-    Ids must be clusters of the model (0 .. num_clusters-1); names non-empty text."""
-    if not os.path.isfile(path):
-        raise AnnotationError(f"names file not found: {path}")
-    with open(path, encoding='utf-8') as f:
-        try:
-            content = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise AnnotationError(f"{path}: not valid YAML: {e}") from e
-    if content is None:
-        return {}
-    if not isinstance(content, dict):
-        raise AnnotationError(f"{path}: must map cluster ids to names, one per line like "
-                              f"'3: cats', got {type(content).__name__}")
-    names = {}
-    for key, value in content.items():
-        cluster = _cluster_id(key)
-        if cluster is None or not 0 <= cluster < num_clusters:
-            raise AnnotationError(f"{path}: unknown cluster id {key!r}: the model has clusters "
-                                  f"0 to {num_clusters - 1}")
-        if cluster in names:
-            raise AnnotationError(f"{path}: cluster {cluster} is named twice")
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)) \
-                or not str(value).strip():
-            raise AnnotationError(f"{path}: the name of cluster {cluster} must be non-empty "
-                                  f"text, got {value!r}")
-        names[cluster] = str(value).strip()
-    return names
-
-
-def check_output_folder(out_dir, image_folders):
-    """Refuse an output folder inside an image folder: nothing is ever written there."""
-    for folder in image_folders:
-        if is_inside(out_dir, folder):
-            raise AnnotationError(f"output folder {out_dir} is inside the image folder "
-                                  f"{os.path.realpath(folder)}, where nothing is written: "
-                                  f"choose a folder outside it")
-
-
-def remove_previous_export(out_dir):
-    """Delete the thumbnails and grids an earlier export left in out_dir (only files named as
-    this module names them), so that a rerun shows no stale image."""
-    for sub, pattern in (('thumbs', r'\d{7,}\.png'), ('prototypes', r'cluster_\d{3,}\.png')):
-        folder = os.path.join(out_dir, sub)
-        if os.path.isdir(folder):
-            for name in os.listdir(folder):
-                if re.fullmatch(pattern, name):
-                    os.remove(os.path.join(folder, name))
-
-
-def write_csv(path, paths, clusters, confidences, names, labels=None):
-    """One row per image: path, cluster, confidence, name (and label when known)."""
-    header = ['path', 'cluster', 'confidence', 'name'] + (['label'] if labels is not None else [])
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for i, (image_path, cluster) in enumerate(zip(paths, clusters)):
-            row = [image_path, int(cluster), f"{confidences[i]:.4f}", names[int(cluster)]]
-            writer.writerow(row + ([labels[i]] if labels is not None else []))
-
-
-def write_names_template(path, names, sizes):
-    """The names in use as an editable YAML file for --names (JSON strings are valid YAML)."""
-    lines = ["# Cluster id: name. Edit the names (or delete lines), then pass this file with",
-             "# --names to eval.py --annotate; ids must be clusters of the model."]
-    lines += [f"{k}: {json.dumps(names[k], ensure_ascii=False)}  # {sizes[k]} images"
-              for k in sorted(names)]
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
+def check_request(request):
+    """What can be checked before a model runs: the output folder, the corrections' form."""
+    ExportFolder.open(request.out_dir, request.image_folders, request.force)
+    if request.corrections_file:
+        read_rows(request.corrections_file)
 
 
 def ranked_members(probs, clusters, cluster):
@@ -122,19 +62,189 @@ def ranked_members(probs, clusters, cluster):
     return members[np.argsort(-probs[members, cluster], kind='stable')]
 
 
-def write_cluster_grids(out_dir, load_image, probs, clusters, names):
-    """prototypes/cluster_K.png: the most confident images of each non-empty cluster, in a grid;
-    returns {cluster: path relative to out_dir}."""
-    os.makedirs(os.path.join(out_dir, 'prototypes'), exist_ok=True)
-    grids = {}
-    for k in range(probs.shape[1]):
-        members = ranked_members(probs, clusters, k)[:GRID_COLUMNS * GRID_ROWS]
-        if len(members) == 0:
-            continue
-        images = [np.asarray(load_image(int(i))) for i in members]
-        rows = [images[r:r + GRID_COLUMNS] for r in range(0, len(images), GRID_COLUMNS)]
-        titles = [f"{k}: {names[k]}\n(n={int((clusters == k).sum())})"] + [''] * (len(rows) - 1)
-        relative = f"prototypes/cluster_{k:03d}.png"  # a URL path in the gallery too
-        prototype_grid(rows, titles, os.path.join(out_dir, relative))
-        grids[k] = relative
-    return grids
+def prepare_export(request, dataset, probs, source, model_path):
+    """Check the output folder, the names and the corrections against the images and the
+    model's predictions (probs: N x clusters); raises AnnotationError, having written
+    nothing, when one of them is wrong."""
+    folder = ExportFolder.open(request.out_dir, request.image_folders, request.force)
+    images = image_set(dataset, source)
+    num_clusters = probs.shape[1]
+    model_clusters = probs.argmax(axis=1)
+    corrections = Corrections()
+    if request.corrections_file:
+        rows = read_rows(request.corrections_file)
+        corrections = match_corrections(request.corrections_file, rows, images.paths,
+                                        model_clusters, num_clusters)
+    clusters, corrected = corrections.apply(model_clusters, num_clusters)
+    # a names.yml the user edited (or put) in the folder is kept and is the names by default
+    kept_names = folder.user_file(NAMES_NAME)
+    names_file = request.names_file or kept_names
+    user_names = read_names(names_file, num_clusters) if names_file else {}
+    export = Export(folder, images, probs, model_path, corrections, clusters, corrected,
+                    names_file, user_names, write_names=kept_names is None)
+    folder.check_plan(export.planned_files())
+    return export
+
+
+class Export:
+    """A checked export: write() writes it."""
+
+    def __init__(self, folder, images, probs, model_path, corrections, clusters, corrected,
+                 names_file, user_names, write_names):
+        self.folder, self.images, self.probs = folder, images, probs
+        self.model_path, self.corrections = visible_text(model_path), corrections
+        self.clusters, self.corrected = clusters, corrected
+        self.names_file = visible_text(names_file) if names_file else None
+        self.user_names, self.write_names = user_names, write_names
+        self.num_clusters = probs.shape[1]
+        self.sizes = np.bincount(clusters, minlength=self.num_clusters)
+        self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
+
+    def planned_files(self):
+        files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME]
+        files += [NAMES_NAME] if self.write_names else []
+        files += [gallery.thumbnail_path(i) for i in range(len(self.images))]
+        return files + [self._grid_path(k) for k in self.kept if self.sizes[k]]
+
+    @staticmethod
+    def _grid_path(k):
+        return f"prototypes/cluster_{k:03d}.png"  # a URL path in the gallery too
+
+    def write(self, matched_names=None):
+        """Write every file; `matched_names` ({cluster: class}, e.g. from the training split)
+        name the clusters where the images have no labels of their own. Returns the CSV's
+        path."""
+        own, metrics = match_names(self.images.dataset, self.probs)
+        names = default_names(self.num_clusters, own or matched_names)
+        names.update(self.user_names)
+        try:
+            return self._write_files(names, metrics)
+        except OSError as error:  # a full disk, a folder made read-only meanwhile, ...
+            raise AnnotationError(
+                f"could not write the export into {self.folder.path}: {error}. Run again once "
+                f"fixed: the files already written are replaced then") from error
+
+    def _write_files(self, names, metrics):
+        folder = self.folder
+        folder.begin(self.planned_files())
+        csv_path = folder.write_text(CSV_NAME, self._csv(names))
+        failed = {}  # {image: why it could not be read again}
+        self._write_thumbnails(failed)
+        grids = self._write_grids(names, failed)
+        self._write_gallery(names, grids, metrics)
+        if self.write_names:
+            folder.write_text(NAMES_NAME, names_yaml(names))
+        folder.write_text(SUMMARY_NAME, json.dumps(self._summary(names, metrics, failed),
+                                                   indent=2, ensure_ascii=False))
+        folder.finish()
+        return csv_path
+
+    # ---------------------------------------------------------------------------- files
+
+    def confidences(self):
+        """Per image, the model's probability of the cluster it is in (after corrections)."""
+        return self.probs[np.arange(len(self.clusters)), self.clusters]
+
+    def _csv(self, names):
+        labels = self.images.labels
+        header = ['path', 'cluster', 'confidence', 'name'] + (['label'] if labels else []) \
+            + ['source', 'id']
+        confidences = self.confidences()
+        rows = ([path, int(k), f"{confidences[i]:.4f}", names[int(k)]]
+                + ([labels[i]] if labels else [])
+                + ['corrected' if self.corrected[i] else 'model', i]
+                for i, (path, k) in enumerate(zip(self.images.paths, self.clusters)))
+        return csv_text(header, rows)
+
+    def _load(self, load, index, failed):
+        """An image for a thumbnail or grid; a grey square where the file can no longer be read
+        (changed or removed since it was checked), listed in the summary."""
+        try:
+            return load(index)
+        except Exception as error:  # PIL raises many types on bad data
+            failed[index] = f"{type(error).__name__}: {error}"
+            return Image.new('RGB', (gallery.THUMB_SIZE, gallery.THUMB_SIZE), (200, 200, 200))
+
+    def _write_thumbnails(self, failed):
+        def write_one(index):
+            image = self._load(lambda i: self.images.load_thumbnail(i, gallery.THUMB_SIZE),
+                               index, failed)
+            self.folder.write(gallery.thumbnail_path(index), gallery.thumbnail_png(image))
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(tqdm(pool.map(write_one, range(len(self.images))), total=len(self.images),
+                      unit='image', desc='Thumbnails', leave=False))
+
+    def _write_grids(self, names, failed):
+        """prototypes/cluster_K.png for each non-empty cluster; {cluster: relative path}."""
+        grids = {}
+        for k in self.kept:
+            members = ranked_members(self.probs, self.clusters, k)[:GRID_COLUMNS * GRID_ROWS]
+            if len(members) == 0:
+                continue
+            images = [np.asarray(self._load(self.images.load, int(i), failed)) for i in members]
+            rows = [images[r:r + GRID_COLUMNS] for r in range(0, len(images), GRID_COLUMNS)]
+            titles = [f"{k}: {names[k]}\n(n={self.sizes[k]})"] + [''] * (len(rows) - 1)
+            buffer = io.BytesIO()
+            prototype_grid(rows, titles, buffer)
+            grids[k] = self._grid_path(k)
+            self.folder.write(grids[k], buffer.getvalue())
+        return grids
+
+    def _summary_lines(self, metrics):
+        images, sizes = self.images, self.sizes
+        lines = [f"{len(images):,} images in {len(self.kept)} clusters "
+                 f"({sum(1 for k in self.kept if sizes[k])} non-empty); model {self.model_path}."]
+        if metrics:
+            lines.append(f"The model against the labels of the images: ACC {metrics['acc']:.4f}, "
+                         f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}.")
+        if self.corrections.file:
+            lines.append(f"Corrections applied from {visible_text(self.corrections.file)}: "
+                         f"{len(self.corrections.moves):,} images moved, "
+                         f"{len(self.corrections.merges)} clusters merged "
+                         f"({int(self.corrected.sum()):,} images corrected).")
+        if images.skipped:
+            lines.append(f"{len(images.skipped):,} files were skipped (listed at the end).")
+        return lines
+
+    def _write_gallery(self, names, grids, metrics):
+        model_sizes = np.bincount(self.probs.argmax(axis=1), minlength=self.num_clusters)
+        clusters = [{'name': names[k], 'size': int(self.sizes[k]), 'grid': grids.get(k, ''),
+                     'model_size': int(model_sizes[k])} for k in range(self.num_clusters)]
+        data = gallery.gallery_data(self.images, self.folder.path, self.probs.argmax(axis=1),
+                                    self.probs.max(axis=1), clusters, self.corrections)
+        self.folder.write_text('gallery-data.js', gallery.data_script(data))
+        self.folder.write_text('gallery.js', gallery.gallery_script())
+        self.folder.write_text('index.html', gallery.index_html(
+            f"Clusters of {self.images.source}", self._summary_lines(metrics),
+            self.images.skipped, CSV_NAME))
+
+    def _summary(self, names, metrics, failed):
+        model_sizes = np.bincount(self.probs.argmax(axis=1), minlength=self.num_clusters)
+        merged_sizes = np.bincount(self.corrections.moved(self.probs.argmax(axis=1)),
+                                   minlength=self.num_clusters)
+        clusters = []
+        for k in range(self.num_clusters):
+            entry = {'cluster': k, 'name': names[k], 'size': int(self.sizes[k])}
+            if k in self.corrections.merges:
+                entry['merged_into'] = self.corrections.final_cluster(k)
+                entry['model_size'] = int(model_sizes[k])
+            clusters.append(entry)
+        summary = {'images': self.images.source, 'model': self.model_path,
+                   'num_images': len(self.images), 'names_file': self.names_file,
+                   'clusters': clusters,
+                   'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped]}
+        if self.corrections.file:
+            summary['corrections'] = {
+                'file': visible_text(self.corrections.file),
+                'moved_images': len(self.corrections.moves),
+                'merged_clusters': [{'cluster': k, 'into': self.corrections.final_cluster(k),
+                                     'images': int(merged_sizes[k])}
+                                    for k in sorted(self.corrections.merges)],
+                'corrected_images': int(self.corrected.sum())}
+        if metrics:
+            summary['metrics'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari') if k in metrics}
+        if failed:
+            summary['unreadable_now'] = [{'path': self.images.paths[i], 'reason': r}
+                                         for i, r in sorted(failed.items())]
+        return summary

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from data.base import ImageDataset
 from utils.errors import UserError
+from utils.text import path_from_printable, printable_path, printable_relpath  # noqa: F401
 
 SHOWN_SKIPPED = 20
 SIXTEEN_BIT_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')
@@ -51,40 +52,6 @@ class FolderError(UserError, ValueError):
 
 class ImageRejected(UserError, ValueError):
     """A file that is not used as an image; the message is the reason."""
-
-
-# ----------------------------------------------------------------------------- names
-
-def printable_path(path):
-    r"""A path (or any name from the file system) as text that every output can hold, and that
-    path_from_printable turns back into the same path: each byte that is not part of printable
-    UTF-8 text (a byte that is not UTF-8; a newline or other control, formatting or unusual space
-    character) is written as \xNN, and a backslash as \\. Ordinary names are unchanged."""
-    path = os.fsdecode(path)  # str or bytes
-    if path.isprintable() and '\\' not in path:  # nearly every path: nothing to escape
-        return path
-    text = os.fsencode(path).decode('utf-8', 'surrogateescape')
-    out = []
-    for char in text:
-        if char == '\\':
-            out.append('\\\\')
-        elif char.isprintable():  # False for control, format and undecodable (surrogate) chars
-            out.append(char)
-        else:
-            out.extend(f'\\x{byte:02x}' for byte in char.encode('utf-8', 'surrogateescape'))
-    return ''.join(out)
-
-
-def path_from_printable(text):
-    """The path that printable_path wrote as `text`."""
-    def unescape(match):
-        return b'\\' if match[2] is None else bytes([int(match[2], 16)])
-    return os.fsdecode(re.sub(rb'\\(\\|x([0-9a-f]{2}))', unescape, text.encode('utf-8')))
-
-
-def printable_relpath(path, folder):
-    """A path under folder as it is printed and listed: relative to folder, printable."""
-    return printable_path(os.path.relpath(path, folder))
 
 
 # ----------------------------------------------------------------------------- decoding

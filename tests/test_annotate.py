@@ -1,10 +1,10 @@
 """The folder pipeline end to end: three steps on a generated folder of good, broken and
-non-image files, then eval.py --annotate (CSV, names, grids, gallery) and --predict."""
+non-image files, then eval.py --annotate (CSV, names, grids, gallery), --predict, --names and
+--corrections, and the gallery driven in headless Chromium: names typed and corrections made in
+the page, downloaded, and read back by eval.py."""
 import csv
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ import scan
 import selflabel
 import simclr
 from tests.fake_datasets import write_bad_files
+from tests.browser import open_page, start_chromium, wait_for_download
 from tests.folder_images import KINDS, folder_state, write_pattern_folder
 from tests.pipeline_run import write_env
 from utils.runtime import get_args_parser, run_cli
@@ -87,12 +88,12 @@ def annotated(run):
 def test_csv_has_one_row_per_readable_image(run, annotated):
     out, results = annotated
     header, rows = read_csv(os.path.join(out, 'annotations.csv'))
-    assert header == ['path', 'cluster', 'confidence', 'name']  # unlabeled: no label column
+    assert header == ['path', 'cluster', 'confidence', 'name', 'source', 'id']  # no label
     assert [row[0] for row in rows] == sorted(run.truth)  # every good image once, none bad
     assert len(rows) == 3 * PER_KIND
-    for path, cluster, confidence, name in rows:
+    for i, (path, cluster, confidence, name, source, image_id) in enumerate(rows):
         assert 0 <= int(cluster) < 3 and 1 / 3 <= float(confidence) <= 1
-        assert name == f"cluster {cluster}"
+        assert name == f"cluster {cluster}" and source == 'model' and image_id == str(i)
     assert results['annotations'] == os.path.join(out, 'annotations.csv')
     summary = json.load(open(os.path.join(out, 'summary.json')))
     assert sorted(s['path'] for s in summary['skipped']) == sorted(run.bad)
@@ -114,13 +115,20 @@ def test_grids_gallery_and_names_template(run, annotated):
     for k, size in enumerate(sizes):
         assert os.path.isfile(os.path.join(out, 'prototypes', f'cluster_{k:03d}.png')) == (size > 0)
     page = open(os.path.join(out, 'index.html'), encoding='utf-8').read()
-    for k in range(3):
-        assert f'id="cluster-{k}"' in page and f'data-size="{sizes[k]}"' in page
-    thumbs = os.listdir(os.path.join(out, 'thumbs'))
-    assert thumbs and all(f'src="thumbs/{t}"' in page for t in thumbs)
-    assert 'my%20photos/' in page and 'notes.txt' in page  # link to originals; skipped list
+    assert '<script src="gallery-data.js"></script>' in page and 'notes.txt' in page  # skipped
+    data = gallery_data(out)
+    assert sorted(os.listdir(os.path.join(out, 'thumbs'))) == \
+        [f'{i:07d}.png' for i in range(len(rows))]  # one per image, named by its id
+    assert [data['prefix'] + tail for tail in data['tails']] == [r[0] for r in rows]
+    assert data['hrefs'][0].startswith('../my%20photos/')  # links to the originals
+    assert [c['size'] for c in data['clusters']] == sizes
     template = yaml.safe_load(open(os.path.join(out, 'names.yml')))
     assert template == {k: f"cluster {k}" for k in range(3)}
+
+
+def gallery_data(out):
+    text = open(os.path.join(out, 'gallery-data.js'), encoding='ascii').read()
+    return json.loads(text[text.index('=') + 1:].rstrip().rstrip(';'))
 
 
 def test_names_file_sets_the_names(run, tmp_path):
@@ -131,8 +139,9 @@ def test_names_file_sets_the_names(run, tmp_path):
     _, rows = read_csv(out / 'annotations.csv')
     expected = {'0': 'discs & <b>dots</b>', '1': 'cluster 1', '2': 'checkerboards'}
     assert all(row[3] == expected[row[1]] for row in rows)
-    page = (out / 'index.html').read_text(encoding='utf-8')
-    assert 'discs &amp; &lt;b&gt;dots&lt;/b&gt;' in page and '<b>dots' not in page
+    assert gallery_data(out)['clusters'][0]['name'] == 'discs & <b>dots</b>'
+    assert '<b>dots' not in (out / 'index.html').read_text(encoding='utf-8') + \
+        (out / 'gallery-data.js').read_text(encoding='ascii')
     assert yaml.safe_load((out / 'names.yml').read_text())[0] == 'discs & <b>dots</b>'
 
 
@@ -170,7 +179,7 @@ def test_predict_assigns_new_images(run, annotated, tmp_path):
     out = tmp_path / 'predicted'
     run.eval('selflabel', '--predict', str(new), '--annotate', str(out))
     header, rows = read_csv(out / 'annotations.csv')
-    assert header == ['path', 'cluster', 'confidence', 'name']
+    assert header == ['path', 'cluster', 'confidence', 'name', 'source', 'id']
     assert [r[0] for r in rows] == sorted(truth) and len(rows) == 12
     # the new images land in the cluster that holds their kind in the training folder
     cluster_of_kind = {}
@@ -189,7 +198,7 @@ def test_predict_on_a_labelled_tree_names_clusters_by_class(run, tmp_path):
     out = tmp_path / 'predicted'
     run.eval('selflabel', '--predict', str(new), '--annotate', str(out))
     header, rows = read_csv(out / 'annotations.csv')
-    assert header == ['path', 'cluster', 'confidence', 'name', 'label']
+    assert header == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id']
     assert all(r[4] == truth[r[0]] for r in rows)
     assert all(r[3] in KINDS for r in rows)  # Hungarian-matched class names by default
     assert np.mean([r[3] == r[4] for r in rows]) >= 0.75
@@ -206,7 +215,7 @@ def test_labelled_folder_gives_labels_and_matched_names(run, tmp_path):
     results = run.eval('selflabel', '--model', model, '--annotate', str(out),
                        opts=[f'folder={tree}'])
     header, rows = read_csv(out / 'annotations.csv')
-    assert header == ['path', 'cluster', 'confidence', 'name', 'label']
+    assert header == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id']
     assert [r[0] for r in rows] == sorted(truth) and all(r[4] == truth[r[0]] for r in rows)
     matched = {int(k): v for k, v in results['cluster_to_class'].items()}
     assert all(r[3] == matched[int(r[1])] for r in rows)  # names default to the matched class
@@ -215,14 +224,70 @@ def test_labelled_folder_gives_labels_and_matched_names(run, tmp_path):
     assert summary['metrics']['acc'] == results['acc']
 
 
-def test_rerun_leaves_no_stale_thumbnails(run, tmp_path):
+def test_predict_on_more_classes_than_clusters(run, tmp_path):
+    """Five class folders for a model of three clusters: exported, three names."""
+    new = tmp_path / 'tree'
+    truth = write_pattern_folder(str(new), 3, seed=4, labelled=True)
+    for extra in ('more', 'yet more'):
+        truth.update(write_pattern_folder(str(new / extra), 1, seed=5, prefix=extra))
+    out = tmp_path / 'predicted'
+    run.eval('selflabel', '--predict', str(new), '--annotate', str(out))
+    _, rows = read_csv(out / 'annotations.csv')
+    assert len(rows) == len(truth) and {r[4] for r in rows} == set(KINDS) | {'more', 'yet more'}
+    assert yaml.safe_load((out / 'names.yml').read_text()).keys() == {0, 1, 2}
+
+
+def test_rerun_into_an_export_replaces_it(run, annotated, tmp_path):
     out = tmp_path / 'again'
-    out.mkdir()
-    (out / 'thumbs').mkdir()
-    (out / 'thumbs' / '9999999.png').write_bytes(b'stale')
-    (out / 'thumbs' / 'mine.txt').write_text('not ours: kept')
     run.eval('selflabel', '--annotate', str(out))
-    assert not (out / 'thumbs' / '9999999.png').exists() and (out / 'thumbs' / 'mine.txt').exists()
+    (out / 'my notes.txt').write_text('kept')
+    run.eval('selflabel', '--annotate', str(out))
+    assert (out / 'my notes.txt').read_text() == 'kept'
+    assert (out / 'annotations.csv').read_bytes() == \
+        open(os.path.join(annotated[0], 'annotations.csv'), 'rb').read()
+
+
+def test_user_frames_in_a_thumbs_folder_are_never_touched(run, tmp_path):
+    """The reported loss: numbered video frames in OUT/thumbs, that folder (or a link to it)
+    being the --predict folder, emptied by the clean-up of an earlier export."""
+    out, frames = tmp_path / 'out', tmp_path / 'frames'
+    write_pattern_folder(str(frames), 2, seed=6, prefix='0000')
+    for i, name in enumerate(sorted(os.listdir(frames))):
+        (frames / name).rename(frames / f'{i:07d}.png')
+    before = folder_state(frames)
+    run.eval('selflabel', '--annotate', str(out))  # an earlier export: OUT/thumbs is ours
+    for name in os.listdir(out / 'thumbs'):
+        os.remove(out / 'thumbs' / name)
+    os.rmdir(out / 'thumbs')
+    os.symlink(frames, out / 'thumbs')
+    for predict in (str(out / 'thumbs'), str(frames)):
+        for force in ((), ('--force',)):
+            with pytest.raises(SystemExit, match='thumbs/0000000.png.* already exist'):
+                run.eval('selflabel', '--predict', predict, '--annotate', str(out), *force)
+    assert folder_state(frames) == before
+
+
+def test_a_folder_of_other_files_is_refused(run, tmp_path):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / 'index.html').write_text('my page')
+    with pytest.raises(SystemExit, match='not an earlier export .*--force'):
+        run.eval('selflabel', '--annotate', str(out))
+    with pytest.raises(SystemExit, match='index.html already exist'):
+        run.eval('selflabel', '--annotate', str(out), '--force')
+    assert os.listdir(out) == ['index.html'] and (out / 'index.html').read_text() == 'my page'
+
+
+def test_bad_corrections_file_names_the_line_and_writes_nothing(run, annotated, tmp_path):
+    _, rows = read_csv(os.path.join(annotated[0], 'annotations.csv'))
+    bad = tmp_path / 'corrections.csv'
+    to = (int(rows[0][1]) + 1) % 3
+    bad.write_text(f'id,path,from,to\n0,{rows[0][0]},{rows[0][1]},{to}\n'
+                   f',{run.folder}/nope.png,0,1\n')
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit, match=r'corrections.csv, line 3: .*nope.png\' is not an image'):
+        run.eval('selflabel', '--annotate', str(out), '--corrections', str(bad))
+    assert not out.exists()
 
 
 def test_scan_model_annotates_too(run, tmp_path):
@@ -260,47 +325,224 @@ def test_plain_eval_is_unchanged(run):
 
 # ------------------------------------------------------------------------ the gallery in Chromium
 
-def find_browser():
-    for name in ('chromium', 'chromium-browser', 'google-chrome'):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
+@pytest.fixture
+def browser(tmp_path):
+    downloads = tmp_path / 'downloads'
+    downloads.mkdir()
+    driver = start_chromium(tmp_path, downloads)
+    driver.downloads = str(downloads)
+    yield driver
+    driver.quit()
 
 
-def test_gallery_opens_in_headless_chromium(annotated, tmp_path):
-    browser, driver_path = find_browser(), shutil.which('chromedriver')
-    if browser is None or driver_path is None:
-        pytest.skip("Chromium or chromedriver is not installed (apt-get install chromium "
-                    "chromium-driver; .ci/run does it)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def js(driver, script, *args):
+    return driver.execute_script(script, *args)
 
+
+def sections(driver):
+    """[(cluster, size)] of the cluster sections on the page."""
+    return [tuple(s) for s in js(
+        driver, "return [...document.querySelectorAll('section.cluster')].map("
+                "s => [Number(s.dataset.cluster), Number(s.dataset.size)])")]
+
+
+def nothing_injected(driver):
+    """No script ran from a name and no element was made from one: only the page's own."""
+    return js(driver, "return [window.pwned === undefined, document.scripts.length, "
+                      "document.querySelectorAll('[onerror], b, img[src=\"x\"]').length]") \
+        == [True, 2, 0]
+
+
+def pick(driver, image_id, keyboard=False):
+    """Select an image: a click, or Enter on its (focused) button."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    button = driver.find_element(By.CSS_SELECTOR, f'figure[data-id="{image_id}"] button.pick')
+    if keyboard:
+        js(driver, "arguments[0].focus()", button)
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+    else:
+        button.click()
+
+
+def move_selected(driver, cluster):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+    Select(driver.find_element(By.ID, 'move-target')).select_by_value(str(cluster))
+    driver.find_element(By.ID, 'move').send_keys(Keys.ENTER)  # the keyboard way
+
+
+def merge(driver, cluster, into):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    section = driver.find_element(By.ID, f'cluster-{cluster}')
+    Select(section.find_element(By.CSS_SELECTOR, 'p.merge select')).select_by_value(str(into))
+    section.find_element(By.CSS_SELECTOR, 'p.merge button').click()
+
+
+def type_name(driver, cluster, name):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    field = driver.find_element(By.CSS_SELECTOR, f'input[aria-label="Name of cluster {cluster}"]')
+    field.clear()
+    field.send_keys(name, Keys.ENTER)
+
+
+def save(driver, button, name):
+    from selenium.webdriver.common.by import By
+    driver.find_element(By.ID, button).click()
+    return wait_for_download(driver.downloads, name)
+
+
+def test_gallery_opens_in_headless_chromium(annotated, browser, tmp_path):
     out, _ = annotated
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-                 '--no-first-run', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync', '--window-size=1200,900',
-                 f'--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}'):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        driver.set_page_load_timeout(60)
-        driver.get('file://' + os.path.join(os.path.abspath(out), 'index.html'))
-        sections = driver.execute_script(
-            "return [...document.querySelectorAll('section.cluster')].map("
-            "s => [s.id, s.querySelectorAll('img').length, Number(s.dataset.size)])")
-        images = driver.execute_script(
-            "return [...document.images].map(i => [i.getAttribute('src'), i.complete, "
-            "i.naturalWidth])")
-        driver.save_screenshot(str(tmp_path / 'gallery.png'))
-    finally:
-        driver.quit()
-    assert [s[0] for s in sections] == ['cluster-0', 'cluster-1', 'cluster-2']
-    assert all(count > 0 for _, count, size in sections if size > 0)
-    assert len(images) >= 3 and all(complete and width > 0 for _, complete, width in images), \
-        [src for src, complete, width in images if not (complete and width > 0)]
-    assert (tmp_path / 'gallery.png').stat().st_size > 1000
+    open_page(browser, out)
+    assert [k for k, _ in sections(browser)] == [0, 1, 2]
+    sizes = [c['size'] for c in gallery_data(out)['clusters']]
+    assert [size for _, size in sections(browser)] == sizes
+    js(browser, "document.querySelectorAll('section.cluster').forEach("
+                "s => s.scrollIntoView())")  # lazy thumbnails load once near the view
+    js(browser, "window.scrollTo(0, document.body.scrollHeight)")
+    from selenium.webdriver.support.ui import WebDriverWait
+    images = WebDriverWait(browser, 20).until(lambda d: (lambda found: found if all(
+        complete and width > 0 for _, complete, width, _ in found) else None)(js(
+            d, "return [...document.images].map(i => [i.getAttribute('src'), i.complete, "
+               "i.naturalWidth, i.loading])")))
+    assert len(images) == 3 * (12 + 6) and all(lazy == 'lazy' for *_, lazy in images)
+    browser.save_screenshot(str(tmp_path / 'gallery.png'))
+    assert (tmp_path / 'gallery.png').stat().st_size > 1000 and nothing_injected(browser)
+
+
+def test_show_more_pages_through_a_cluster(annotated, browser):
+    out, _ = annotated
+    open_page(browser, out)
+    from selenium.webdriver.common.by import By
+    section = browser.find_element(By.ID, 'cluster-0')
+    shown = len(section.find_elements(By.CSS_SELECTOR, 'figure'))
+    size = gallery_data(out)['clusters'][0]['size']
+    assert shown == min(size, 18)
+    section.find_element(By.CSS_SELECTOR, 'button.show-more').click()
+    section = browser.find_element(By.ID, 'cluster-0')
+    assert len(section.find_elements(By.CSS_SELECTOR, 'figure')) == size
+    assert not section.find_elements(By.CSS_SELECTOR, 'button.show-more')
+
+
+HOSTILE_NAME = ' <img src=x onerror="window.pwned=1"> "Cats" & \'dogs\': café 猫 $x$ \\ #1 yes'
+
+
+def test_names_typed_in_the_page_read_back_through_names(run, annotated, browser, tmp_path):
+    out, _ = annotated
+    open_page(browser, out)
+    type_name(browser, 1, HOSTILE_NAME)
+    assert HOSTILE_NAME.strip() in js(browser, "return document.getElementById('nav').textContent")
+    assert nothing_injected(browser)
+    names = save(browser, 'save-names', 'names.yml')
+    assert yaml.safe_load(open(names, encoding='utf-8')) == \
+        {0: 'cluster 0', 1: HOSTILE_NAME, 2: 'cluster 2'}
+    again = tmp_path / 'named'
+    run.eval('selflabel', '--annotate', str(again), '--names', names)
+    _, rows = read_csv(again / 'annotations.csv')
+    assert {r[3] for r in rows if r[1] == '1'} == {HOSTILE_NAME}
+    assert {r[3] for r in rows if r[1] == '0'} == {'cluster 0'}
+    assert yaml.safe_load((again / 'names.yml').read_text(encoding='utf-8'))[1] == HOSTILE_NAME
+
+
+def test_corrections_made_in_the_page_are_applied(run, annotated, browser, tmp_path):
+    out, _ = annotated
+    _, model_rows = read_csv(os.path.join(out, 'annotations.csv'))
+    open_page(browser, out)
+    from selenium.webdriver.common.by import By
+    first, second = [int(f.get_attribute('data-id')) for f in
+                     browser.find_elements(By.CSS_SELECTOR, '#cluster-0 figure')[:2]]
+    pick(browser, first)
+    pick(browser, second, keyboard=True)
+    assert js(browser, "return document.getElementById('selection').textContent") == \
+        '2 images selected'
+    move_selected(browser, 1)
+    merge(browser, 2, 0)
+    sizes = [sum(r[1] == str(k) for r in model_rows) for k in range(3)]
+    assert sections(browser) == [(0, sizes[0] - 2 + sizes[2]), (1, sizes[1] + 2)]
+    assert js(browser, "return document.getElementById('changes-summary').textContent") \
+        .startswith('3 pending corrections')
+    assert 'Cluster 2 (cluster 2) is merged into cluster 0' in \
+        js(browser, "return document.getElementById('merged').textContent")
+    path = save(browser, 'save-corrections', 'corrections.csv')
+    with open(path, newline='', encoding='utf-8') as f:
+        saved = list(csv.reader(f))
+    assert saved == [['id', 'path', 'from', 'to'],
+                     [str(first), model_rows[first][0], '0', '1'],
+                     [str(second), model_rows[second][0], '0', '1'], ['', '', '2', '0']]
+
+    corrected = tmp_path / 'corrected'
+    run.eval('selflabel', '--annotate', str(corrected), '--corrections', path)
+    header, rows = read_csv(corrected / 'annotations.csv')
+    assert header[-2:] == ['source', 'id']
+    for i, (row, model_row) in enumerate(zip(rows, model_rows)):
+        expected = '1' if i in (first, second) else '0' if model_row[1] == '2' else model_row[1]
+        assert row[0] == model_row[0] and row[1] == expected
+        assert row[4] == ('corrected' if i in (first, second) or model_row[1] == '2' else 'model')
+    summary = json.loads((corrected / 'summary.json').read_text())
+    assert summary['corrections'] == {
+        'file': path, 'moved_images': 2,
+        'merged_clusters': [{'cluster': 2, 'into': 0, 'images': sizes[2]}],
+        'corrected_images': 2 + sizes[2]}
+    # the corrected gallery: the merged cluster is gone; saving again gives the same file
+    os.rename(path, path + '.first')
+    open_page(browser, corrected)
+    assert sections(browser) == [(0, sizes[0] - 2 + sizes[2]), (1, sizes[1] + 2)]
+    assert js(browser, "return document.getElementById('changes-summary').textContent") == \
+        'No pending change'
+    again = save(browser, 'save-corrections', 'corrections.csv')
+    assert open(again, 'rb').read() == open(path + '.first', 'rb').read()
+
+
+def test_hostile_names_survive_the_round_trip_without_running(run, browser, tmp_path):
+    """Class folders and file names holding HTML, quotes, markup and bytes that are not UTF-8
+    (a folder of more classes than clusters, through --predict), named and corrected in the
+    page: nothing runs, and everything reads back as it was."""
+    new = tmp_path / 'hostile'
+    write_pattern_folder(str(new), 2, seed=7, labelled=True)
+    (new / 'disc').rename(new / '<img src=x onerror="window.pwned=1"> =1+1 \'q\' $x$')
+    (new / 'extra "class" é').mkdir()
+    shown = '<b onclick=alert(1)>"bold" \'é\' =cmd.png'
+    odd = os.fsdecode(bytes(new / 'extra "class" é') + b'/caf\xe9 \xff.png')
+    for name in (new / 'extra "class" é' / shown, odd):
+        with open(name, 'wb') as f:
+            f.write((new / 'checks' / sorted(os.listdir(new / 'checks'))[0]).read_bytes())
+    out = tmp_path / 'out'
+    run.eval('selflabel', '--predict', str(new), '--annotate', str(out))
+    _, rows = read_csv(out / 'annotations.csv')
+    ids = {os.path.basename(r[0]): int(r[6]) for r in rows}
+    hostile, undecodable = ids[shown], ids['caf\\xe9 \\xff.png']
+    open_page(browser, out)
+    assert nothing_injected(browser)
+    nav = js(browser, "return document.getElementById('nav').textContent")
+    assert all(f'{r[1]}: {r[3]} (' in nav for r in rows)  # the names (class folders), as text
+    alt = js(browser, f"return document.querySelector('figure[data-id=\"{hostile}\"] img').alt")
+    assert alt == os.path.join('extra "class" é', shown) + ' (label: extra "class" é)'
+    type_name(browser, 0, HOSTILE_NAME)
+    pick(browser, hostile)
+    pick(browser, undecodable)
+    to = next(k for k in range(3) if k != int(rows[hostile][1]) and k != int(rows[undecodable][1])
+              ) if rows[hostile][1] != rows[undecodable][1] else (int(rows[hostile][1]) + 1) % 3
+    move_selected(browser, to)
+    assert nothing_injected(browser)
+    names = save(browser, 'save-names', 'names.yml')
+    corrections = save(browser, 'save-corrections', 'corrections.csv')
+    again = tmp_path / 'again'
+    run.eval('selflabel', '--predict', str(new), '--annotate', str(again), '--names', names,
+             '--corrections', corrections)
+    _, after = read_csv(again / 'annotations.csv')
+    assert [r[0] for r in after] == [r[0] for r in rows]
+    for i in (hostile, undecodable):
+        assert after[i][1] == str(to) and after[i][5] == 'corrected'
+    assert after[hostile][0].endswith(shown)
+    assert after[undecodable][0].endswith('caf\\xe9 \\xff.png')
+    assert {r[3] for r in after if r[1] == '0'} == {HOSTILE_NAME}
+    assert sum(r[5] == 'corrected' for r in after) == 2
+    open_page(browser, again)
+    assert nothing_injected(browser)
 
 
 def test_readme_walks_through_the_folder_configs():
@@ -309,5 +551,19 @@ def test_readme_walks_through_the_folder_configs():
     section = readme.split('## Your own images', 1)[1].split('\n## ', 1)[0]
     for config in CONFIGS.values():
         assert config in section
-    for flag in ('--annotate', '--names', '--predict', 'folder=', 'num_classes='):
+    for flag in ('--annotate', '--names', '--corrections', '--predict', '--force', 'Save names',
+                 'Save corrections', 'folder=', 'num_classes='):
         assert flag in section
+
+
+def test_the_page_escapes_names_and_cells_as_eval_reads_them(annotated, browser):
+    """gallery.js's yamlString and csvCell against annotation/names.py and tables.py."""
+    from annotation.names import yaml_string
+    from annotation.tables import from_cell
+    from tests.test_annotation_export import TRICKY_NAMES
+    open_page(browser, annotated[0])
+    escaped = js(browser, "return arguments[0].map(s => [window.scanGallery.yamlString(s), "
+                          "window.scanGallery.csvCell(s)])", TRICKY_NAMES)
+    assert [yaml for yaml, _ in escaped] == [yaml_string(name) for name in TRICKY_NAMES]
+    cells = next(csv.reader([','.join(cell for _, cell in escaped) + '\r\n'], strict=True))
+    assert [from_cell(cell) for cell in cells] == TRICKY_NAMES

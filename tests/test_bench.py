@@ -43,3 +43,11 @@ def test_bench_quick_digits_prints_every_figure():
         assert 0 < sum(shares) <= 1.0001 and shares == sorted(shares, reverse=True)
         # convolutions are where a CNN step spends its time
         assert any('convolution' in op['op'] for op in r['top']), r['top']
+
+
+def test_annotation_export_benchmark_prints_its_figures():
+    result = subprocess.run([sys.executable, 'benchmarks/annotation_export.py', '--sizes', '40'],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record['figure'] == 'export' and record['images'] == 40 and record['seconds'] > 0

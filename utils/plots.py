@@ -1,9 +1,33 @@
-"""Figures: confusion matrix and prototype grid (matplotlib, written as PNG)."""
+"""Figures: confusion matrix and prototype grid (matplotlib, written as PNG).
+
+Class and cluster names are user text: they are drawn literally (no mathtext for '$' or '\\',
+never TeX), with undecodable bytes as visible escapes."""
+import warnings
+
 import matplotlib
 
 matplotlib.use('Agg')  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from utils.text import visible_text  # noqa: E402
+
+LITERAL = {'parse_math': False, 'usetex': False}
+
+
+def _save(fig, path, **kwargs):
+    """Lay out and save; a name in a script the font lacks is drawn as boxes, expected and not
+    worth a warning per glyph."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Glyph .* missing from font')
+        warnings.filterwarnings('ignore', message='Tight layout not applied')
+        fig.tight_layout()
+        fig.savefig(path, dpi=120, **kwargs)
+    plt.close(fig)
+
+
+def _literal(names):
+    return [visible_text(name) for name in names]
 
 
 def confusion_matrix_figure(counts, row_names, column_names, path, title):
@@ -14,25 +38,25 @@ def confusion_matrix_figure(counts, row_names, column_names, path, title):
     size = max(5.0, 0.45 * max(n_rows, n_cols) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(share, cmap='Blues', vmin=0, vmax=1)
-    ax.set_xticks(range(n_cols), labels=column_names, rotation=90 if n_cols > 10 else 45,
-                  ha='right' if n_cols <= 10 else 'center')
-    ax.set_yticks(range(n_rows), labels=row_names)
+    ax.set_xticks(range(n_cols), labels=_literal(column_names),
+                  rotation=90 if n_cols > 10 else 45, ha='right' if n_cols <= 10 else 'center',
+                  **LITERAL)
+    ax.set_yticks(range(n_rows), labels=_literal(row_names), **LITERAL)
     ax.set_xlabel('predicted (cluster matched to a class)')
     ax.set_ylabel('true class')
-    ax.set_title(title)
+    ax.set_title(visible_text(title), **LITERAL)
     if max(n_rows, n_cols) <= 30:
         for i in range(n_rows):
             for j in range(n_cols):
                 if counts[i, j]:
                     ax.text(j, i, str(counts[i, j]), ha='center', va='center', fontsize=7,
                             color='white' if share[i, j] > 0.5 else 'black')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def prototype_grid(rows, titles, path, suptitle=None):
-    """rows: per cluster a list of HxWx3 uint8 images (most confident first); titles per row."""
+    """rows: per cluster a list of HxWx3 uint8 images (most confident first); titles per row.
+    `path`: a file name, or a binary file object (PNG is written)."""
     n_rows = len(rows)
     n_cols = max(1, max((len(r) for r in rows), default=1))
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols + 1.5, 1.3 * n_rows + 0.6),
@@ -46,9 +70,8 @@ def prototype_grid(rows, titles, path, suptitle=None):
                 spine.set_visible(False)
             if j < len(images):
                 ax.imshow(images[j], interpolation='nearest')
-        axes[i, 0].set_ylabel(title, rotation=0, ha='right', va='center', fontsize=8)
+        axes[i, 0].set_ylabel(visible_text(title), rotation=0, ha='right', va='center',
+                              fontsize=8, **LITERAL)
     if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        fig.suptitle(visible_text(suptitle), **LITERAL)
+    _save(fig, path, format='png')

@@ -1,0 +1,187 @@
+"""The output folder of an export, which may hold the user's own files: write only there, and
+replace or remove only what an earlier export wrote and nobody changed since.
+
+A manifest, OUTDIR/.scan-export.json, lists every file an export wrote (relative path, size,
+sha256). Before writing, each planned file is checked: free, or ours and unchanged. Files of an
+earlier export that this one does not write again are removed if unchanged. Every path is
+resolved first: nothing is followed out of the folder through a link, nothing inside an image
+folder is written or removed, and a file the user changed (an edited names.yml, a CSV saved
+from a spreadsheet) is never replaced.
+"""
+import hashlib
+import json
+import os
+import re
+import tempfile
+
+from annotation.names import AnnotationError
+from utils.paths import is_inside
+
+MANIFEST = '.scan-export.json'
+WRITTEN_BY = 'SCAN eval.py --annotate'
+# Only files named as exports name them are ever removed, whatever a manifest says.
+OUR_NAMES = re.compile(r'(annotations\.csv|index\.html|gallery\.js|gallery-data\.js|names\.yml'
+                       r'|summary\.json|thumbs/\d{7,}\.png|prototypes/cluster_\d{3,}\.png)')
+SHOWN = 5  # file names listed in a refusal
+
+
+def file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _listing(names):
+    shown = ', '.join(sorted(names)[:SHOWN])
+    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else '')
+
+
+class ExportFolder:
+    """An output folder checked for an export: open() refuses what must not be written to."""
+
+    def __init__(self, path, image_folders, previous, force):
+        self.path = os.path.abspath(path)
+        self.real = os.path.realpath(self.path)
+        self.image_folders = [os.path.realpath(f) for f in image_folders]
+        self.previous = previous  # {relative path: entry} of the earlier export here, or {}
+        self.force = force
+        self.written = {}  # {relative path: entry} of this export
+
+    @classmethod
+    def open(cls, path, image_folders=(), force=False):
+        """Check that `path` can hold an export: a new or empty folder, or an earlier export
+        of ours; with force, any folder (our files are then written beside the user's, never
+        over them)."""
+        for folder in image_folders:
+            if is_inside(path, folder):
+                raise AnnotationError(
+                    f"output folder {path} is inside the image folder "
+                    f"{os.path.realpath(folder)}, where nothing is written: choose a folder "
+                    f"outside it")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise AnnotationError(f"output folder {path} is a file, not a folder: choose a "
+                                  f"new folder name")
+        existing = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        while not os.path.isdir(existing):
+            existing = os.path.dirname(existing)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise AnnotationError(f"output folder {path}: {existing} is not writable: choose "
+                                  f"a folder you can write to")
+        entries = os.listdir(path) if os.path.isdir(path) else []
+        previous = cls._read_manifest(path) if MANIFEST in entries else None
+        if entries and previous is None and not force:
+            raise AnnotationError(
+                f"output folder {path} already holds files that are not an earlier export "
+                f"({_listing(entries)}): choose a new or empty folder, or add --force to write "
+                f"the export beside them (no file of yours is replaced or removed)")
+        return cls(path, image_folders, previous or {}, force)
+
+    @staticmethod
+    def _read_manifest(path):
+        try:
+            with open(os.path.join(path, MANIFEST), encoding='utf-8') as f:
+                manifest = json.load(f)
+            if manifest.get('written_by') == WRITTEN_BY and isinstance(manifest['files'], dict):
+                return manifest['files']
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+        return None
+
+    # ------------------------------------------------------------------ what may be touched
+
+    def _resolve(self, relative):
+        """The absolute path of a file of the export, or None where it would leave the folder,
+        pass through a link or another file, or lie inside an image folder."""
+        if os.path.isabs(relative) or os.path.normpath(relative) != relative \
+                or relative.startswith('..'):
+            return None
+        path = os.path.join(self.path, relative)
+        parent = os.path.dirname(path)
+        if os.path.lexists(parent) and not os.path.isdir(parent):
+            return None  # a file where the export puts a folder
+        if os.path.realpath(parent) != os.path.join(self.real, os.path.dirname(relative)) \
+                .rstrip(os.sep):
+            return None  # a link on the way
+        if any(is_inside(parent, folder) for folder in self.image_folders):
+            return None
+        return path
+
+    def _unchanged(self, relative, path):
+        """Whether the file at `path` is the one an earlier export wrote there."""
+        entry = self.previous.get(relative)
+        if not isinstance(entry, dict) or not os.path.isfile(path) or os.path.islink(path):
+            return False
+        if entry.get('pending'):  # planned by an export that stopped before recording it
+            return True
+        return (os.path.getsize(path) == entry.get('size')
+                and file_digest(path) == entry.get('sha256'))
+
+    def is_ours(self, relative):
+        """Whether the file `relative` is ours to replace or remove."""
+        path = self._resolve(relative)
+        return path is not None and OUR_NAMES.fullmatch(relative) is not None \
+            and self._unchanged(relative, path)
+
+    def user_file(self, relative):
+        """The path of `relative` when it exists and is not ours (a names.yml the user edited
+        or put there); None otherwise."""
+        path = os.path.join(self.path, relative)
+        return path if os.path.lexists(path) and not self.is_ours(relative) else None
+
+    def check_plan(self, planned):
+        """Refuse before anything is written when a planned file cannot be written: its place
+        holds a file that is not ours or was changed, a link, or lies in an image folder."""
+        blocked = []
+        for relative in planned:
+            path = self._resolve(relative)
+            if path is None or (os.path.lexists(path) and not self.is_ours(relative)):
+                blocked.append(relative)
+        if blocked:
+            raise AnnotationError(
+                f"output folder {self.path}: {_listing(blocked)} already exist there and were "
+                f"not written by an earlier export (or were changed since, or are links or "
+                f"image folders); nothing is replaced: move them away, or choose a new folder")
+
+    # ---------------------------------------------------------------------------- writing
+
+    def begin(self, planned):
+        """Record the plan in the manifest (so an interrupted export can be redone), then
+        remove the unchanged files of an earlier export that this one does not write."""
+        os.makedirs(self.path, exist_ok=True)
+        for folder in {os.path.dirname(p) for p in planned} - {''}:
+            os.makedirs(os.path.join(self.path, folder), exist_ok=True)
+        planned_set = set(planned)
+        stale = [p for p in self.previous if p not in planned_set and self.is_ours(p)]
+        pending = {p: {'pending': True} for p in list(planned) + stale}
+        self._write_manifest(pending)
+        for relative in stale:
+            os.remove(os.path.join(self.path, relative))
+
+    def write(self, relative, data):
+        """Write bytes to a planned file (a temporary file renamed over it: a link in its place
+        is replaced, never followed) and record its size and hash."""
+        path = os.path.join(self.path, relative)
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.partial-')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        self.written[relative] = {'size': len(data), 'sha256': hashlib.sha256(data).hexdigest()}
+        return path
+
+    def write_text(self, relative, text):
+        return self.write(relative, text.encode('utf-8'))
+
+    def finish(self):
+        """The manifest of what this export wrote: the next export replaces only these."""
+        self._write_manifest(self.written)
+
+    def _write_manifest(self, files):
+        manifest = {'written_by': WRITTEN_BY, 'files': dict(sorted(files.items()))}
+        self.write(MANIFEST, json.dumps(manifest, indent=1).encode('utf-8'))
+        del self.written[MANIFEST]

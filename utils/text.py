@@ -1,0 +1,54 @@
+"""Text that every writer can encode: file and folder names read from disk may hold bytes that
+are not UTF-8, which Python keeps as lone surrogates ('\\udcff') that no UTF-8 file accepts.
+
+Paths are written with printable_path (lossless: path_from_printable reads the same path back);
+other text (cluster names, messages) with visible_text, which only escapes undecodable bytes."""
+import os
+import re
+
+SURROGATE = re.compile('[\ud800-\udfff]')
+
+
+def _escape(match):
+    code = ord(match.group())
+    if 0xdc80 <= code <= 0xdcff:  # an undecodable byte, as os.listdir's surrogateescape keeps it
+        return f'\\x{code - 0xdc00:02x}'
+    return f'\\u{code:04x}'
+
+
+def visible_text(text):
+    """`text` with each undecodable byte written as `\\xNN` (as Python's backslashreplace does):
+    the same name always gives the same visible text, which encodes anywhere."""
+    return SURROGATE.sub(_escape, str(text))
+
+
+def printable_path(path):
+    r"""A path (or any name from the file system) as text that every output can hold, and that
+    path_from_printable turns back into the same path: each byte that is not part of printable
+    UTF-8 text (a byte that is not UTF-8; a newline or other control, formatting or unusual space
+    character) is written as \xNN, and a backslash as \\. Ordinary names are unchanged."""
+    path = os.fsdecode(path)  # str or bytes
+    if path.isprintable() and '\\' not in path:  # nearly every path: nothing to escape
+        return path
+    text = os.fsencode(path).decode('utf-8', 'surrogateescape')
+    out = []
+    for char in text:
+        if char == '\\':
+            out.append('\\\\')
+        elif char.isprintable():  # False for control, format and undecodable (surrogate) chars
+            out.append(char)
+        else:
+            out.extend(f'\\x{byte:02x}' for byte in char.encode('utf-8', 'surrogateescape'))
+    return ''.join(out)
+
+
+def path_from_printable(text):
+    """The path that printable_path wrote as `text`."""
+    def unescape(match):
+        return b'\\' if match[2] is None else bytes([int(match[2], 16)])
+    return os.fsdecode(re.sub(rb'\\(\\|x([0-9a-f]{2}))', unescape, text.encode('utf-8')))
+
+
+def printable_relpath(path, folder):
+    """A path under folder as it is printed and listed: relative to folder, printable."""
+    return printable_path(os.path.relpath(path, folder))
