@@ -137,6 +137,27 @@ def augmented_view(views):
     return _draw_view(views, 1)
 
 
+class OneThreadLoader:
+    """A loader over cached features during whose iteration (the training steps run in between)
+    torch uses one CPU thread: the heads' small products gain nothing from more, and threads
+    waiting on each other cost milliseconds per op on a busy CPU."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.batch_sampler = loader.batch_sampler  # data.loaders.set_loader_epoch reads it
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield from self.loader
+        finally:
+            torch.set_num_threads(threads)
+
+
 def _check_batch(cfg, n):
     if n < cfg.batch_size:  # the last partial batch is dropped: nothing would train
         raise ConfigError(f"{cfg.config_files['exp']}: {n} training images is fewer than one "
@@ -148,18 +169,19 @@ def cached_scan_loader(cfg, features, neighbors):
     of its views drawn at random (only the val-transform feature without cached views)."""
     _check_batch(cfg, len(features))
     candidates = NeighborsDataset(features, neighbors, cfg.num_neighbors).indices
-    return DeviceLoader(batch_sampler(features, cfg, shuffle=True, drop_last=True),
-                        NeighborPairs(features, candidates, any_view))
+    return OneThreadLoader(DeviceLoader(batch_sampler(features, cfg, shuffle=True, drop_last=True),
+                                        NeighborPairs(features, candidates, any_view)))
 
 
 def cached_selflabel_loader(cfg, features):
     """Self-label batches: weak = the val-transform feature, strong = a random augmented view."""
     _check_batch(cfg, len(features))
-    return DeviceLoader(batch_sampler(features, cfg, shuffle=True, drop_last=True),
-                        TwoViews(features, first_view, augmented_view))
+    return OneThreadLoader(DeviceLoader(batch_sampler(features, cfg, shuffle=True, drop_last=True),
+                                        TwoViews(features, first_view, augmented_view)))
 
 
 def cached_eval_loader(cfg, features):
     """Every row's val-transform feature, in order, on this rank alone."""
-    return DeviceLoader(batch_sampler(features, cfg, shuffle=False, drop_last=False,
-                                      distributed=False), OneView(features, first_view))
+    return OneThreadLoader(DeviceLoader(batch_sampler(features, cfg, shuffle=False, drop_last=False,
+                                                      distributed=False),
+                                        OneView(features, first_view)))

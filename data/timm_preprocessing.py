@@ -11,12 +11,12 @@ import math
 from timm.data import resolve_data_config
 from timm.models import get_pretrained_cfg
 
-from utils.config import TIMM_PREFIX
+from utils.config import timm_model_name
 
 
 def timm_data_config(backbone):
     """timm's data config of `timm/<model name>`: input_size, interpolation, mean, std, crop_pct."""
-    pretrained_cfg = get_pretrained_cfg(backbone.removeprefix(TIMM_PREFIX))
+    pretrained_cfg = get_pretrained_cfg(timm_model_name(backbone))
     return resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg else {})
 
 

@@ -7,7 +7,6 @@ from the hub (`pretrained_weights: hub`, cached by huggingface_hub) or from a lo
 .safetensors / torch file, and are always loaded strictly: a file that does not fit the model
 stops the run with the list of keys.
 """
-import difflib
 import os
 import socket
 import threading
@@ -18,7 +17,7 @@ import timm
 from timm.models import get_pretrained_cfg, load_state_dict
 
 from utils.checkpoint import WeightsMismatch, load_state_dict_strict
-from utils.config import TIMM_PREFIX, ConfigError
+from utils.config import timm_model_name
 from utils.errors import UserError
 
 HUB_FILENAME = 'model.safetensors'  # what timm's hub repos hold (timm tries it first too)
@@ -27,17 +26,6 @@ HUB_CONNECT_TIMEOUT_S = 3
 
 class WeightsUnavailable(UserError, RuntimeError):
     """Pretrained weights that cannot be had here (no network); the message says what to do."""
-
-
-def timm_model_name(backbone):
-    """'timm/vit_small_patch14_dinov2.lvd142m' -> 'vit_small_patch14_dinov2.lvd142m', checked."""
-    name = backbone.removeprefix(TIMM_PREFIX)
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(pretrained=True), n=3)
-        hint = f" (did you mean {', '.join(TIMM_PREFIX + c for c in close)}?)" if close else ''
-        raise ConfigError(f"backbone {backbone}: timm has no model '{name}'{hint}; "
-                          f"`timm.list_models(pretrained=True)` lists them")
-    return name
 
 
 def timm_backbone(backbone):

@@ -233,6 +233,19 @@ def is_timm_backbone(name):
     return name.startswith(TIMM_PREFIX)
 
 
+def timm_model_name(backbone):
+    """'timm/vit_small_patch14_dinov2.lvd142m' -> 'vit_small_patch14_dinov2.lvd142m', known to
+    timm (imported here only: loading a config should not pay for importing timm)."""
+    import timm
+    name = backbone.removeprefix(TIMM_PREFIX)
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(pretrained=True), n=3)
+        hint = f" (did you mean {', '.join(TIMM_PREFIX + c for c in close)}?)" if close else ''
+        raise ConfigError(f"backbone {backbone}: timm has no model '{name}'{hint}; "
+                          f"`timm.list_models(pretrained=True)` lists them")
+    return name
+
+
 def check_backbone_keys(cfg, where):
     """The backbone name, and the keys that only make sense with a pretrained or frozen one."""
     backbone = cfg['backbone']
