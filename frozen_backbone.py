@@ -19,7 +19,9 @@ from data import build_dataset
 from data.augment import build_augmentation, build_val_transform
 from data.feature_cache import (CachedFeatures, backbone_fingerprint, cache_key,
                                 cached_eval_loader, cached_scan_loader, cached_selflabel_loader,
-                                embed_backbone_features, read_cached, write_cached)
+                                changed_parts, embed_backbone_features, read_cached,
+                                write_cached)
+from data.settings import complete_image_settings
 from models import ClusteringModel, build_backbone
 from models.timm_backbone import pretrained_timm_backbone
 from utils.checkpoint import atomic_save, load, load_state_dict_strict
@@ -48,13 +50,19 @@ def views_preprocessing(cfg):
             'views': cfg.cached_views, 'seed': cfg.seed}
 
 
-def split_features(cfg, backbone, backbone_key, split, device, dataset=None):
+def split_features(cfg, backbone, backbone_key, split, device, dataset=None,
+                   same_images=False):
     """(features N x D tensor, targets, what happened) of one split under the validation
     transform: from the cache when its key fits, else embedded now and cached. A folder's val
-    images are its train images: val then reuses the train file (the keys are equal)."""
+    images are its train images: val then reuses the train file (the keys are equal).
+    `same_images`: a file of other images is an error (steps 2-3: step 1 mined on it)."""
     dataset = dataset if dataset is not None else build_dataset(cfg, split)
     key = cache_key(dataset, backbone_key, val_preprocessing(cfg))
     own = cfg.paths[f'features_{split}']
+    if same_images and 'images' in (changed_parts(own, key) or ()):
+        raise StaleFeatures(f"{own}: the images changed since step 1 embedded them, so its "
+                            f"neighbours are of other images: rerun simclr.py (it embeds and "
+                            f"mines again), then this step")
     reasons = []
     for path in (own, cfg.paths.features_train) if split == 'val' else (own,):
         array, why = read_cached(path, key)
@@ -86,11 +94,14 @@ def mine_split(cfg, features, targets, split):
 
 
 def pretext_from_pretrained(cfg, device):
-    """Step 1 with a pretrained timm backbone: load, save, embed, mine (rank 0; others wait)."""
+    """Step 1 with a pretrained timm backbone: load, save, embed, mine (rank 0; others wait).
+    The weights come first: missing ones stop the run before the images are read."""
     results = {}
     if is_main_process():
         backbone = pretrained_timm_backbone(cfg.backbone, cfg.pretrained_weights)['backbone']
         backbone = prepare_model(backbone, device).eval()
+        complete_image_settings(cfg)
+        os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
         weights = 'the Hugging Face hub' if cfg.pretrained_weights == 'hub' else \
             cfg.pretrained_weights
         log(f"pretrained {cfg.backbone} from {weights}; nothing to train in step 1", 'yellow')
@@ -118,13 +129,8 @@ def train_features(cfg, backbone, backbone_key, device):
     """Train split: its val-transform features (step 1's, unless only the preprocessing or the
     file changed) and `cached_views` augmented views, as a V x N x D array."""
     dataset = build_dataset(cfg, 'train')
-    key = cache_key(dataset, backbone_key, val_preprocessing(cfg))
-    _, why = read_cached(cfg.paths.features_train, key)
-    if why and 'images' in why:
-        raise StaleFeatures(f"{cfg.paths.features_train}: {why}, so the neighbours mined by "
-                            f"step 1 are of other images: rerun simclr.py (it embeds and mines "
-                            f"again), then this step")
-    base, targets, _ = split_features(cfg, backbone, backbone_key, 'train', device, dataset)
+    base, targets, _ = split_features(cfg, backbone, backbone_key, 'train', device, dataset,
+                                      same_images=True)
     views = augmented_views(cfg, backbone, backbone_key, dataset, device)
     stacked = base[None] if views is None else torch.cat([base[None], views])
     return stacked, targets

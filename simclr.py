@@ -147,12 +147,12 @@ def mine_and_save(model, cfg, device):
 
 def main(args):
     cfg, device = start_run(args, 'simclr')
-    complete_image_settings(cfg)
-    os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
     if is_timm_backbone(cfg.backbone):  # a pretrained backbone: embed and mine, train nothing
         results = pretext_from_pretrained(cfg, device)
         cleanup_distributed()
         return results
+    complete_image_settings(cfg)
+    os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
     model = prepare_model(model, device)
     if cfg.pretrained_weights:

@@ -63,13 +63,20 @@ def _meta_path(path):
     return os.path.splitext(path)[0] + '.json'
 
 
-def read_cached(path, key):
-    """(array, None) when `path` holds features with this key, else (None, why not)."""
+def changed_parts(path, key):
+    """The parts of `key` that differ from the key `path` was saved with; None: no such file."""
     if not (os.path.isfile(path) and os.path.isfile(_meta_path(path))):
-        return None, 'not computed yet'
+        return None
     with open(_meta_path(path)) as f:
         saved = json.load(f).get('key', {})
-    changed = [part for part in KEY_PARTS if saved.get(part) != key[part]]
+    return [part for part in KEY_PARTS if saved.get(part) != key[part]]
+
+
+def read_cached(path, key):
+    """(array, None) when `path` holds features with this key, else (None, why not)."""
+    changed = changed_parts(path, key)
+    if changed is None:
+        return None, 'not computed yet'
     if changed:
         return None, f"the {' and the '.join(changed)} changed since it was computed"
     return np.load(path), None

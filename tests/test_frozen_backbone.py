@@ -6,6 +6,7 @@ import csv
 import json
 import os
 
+import huggingface_hub
 import numpy as np
 import pytest
 import safetensors.torch
@@ -18,6 +19,7 @@ from data.image_folder import scan_folder, working_copies
 from tests.folder_images import KINDS, picture
 from tests.pipeline_run import run_eval, run_step, scan, selflabel, simclr, write_env
 from tests.test_annotate import hungarian_acc
+from utils.runtime import get_args_parser, run_cli
 
 PER_KIND = 20
 CONFIGS = {step: f'configs/{step}/{prefix}_folder_pretrained.yml' for step, prefix in
@@ -152,6 +154,23 @@ def test_annotate_and_predict_embed_new_images_with_the_backbone(runs, tmp_path)
     clusters = [int(r['cluster']) for r in rows]
     assert hungarian_acc(clusters, [truth[r['path']] for r in rows]) >= 0.95
     assert os.path.isfile(out / 'index.html')
+
+
+def test_step_one_without_weights_or_network_stops_before_reading_images(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setattr(huggingface_hub, 'try_to_load_from_cache', lambda *a, **k: None)
+    pipeline = Pipeline(tmp_path, tmp_path / 'not read', 'hub')
+    env = pipeline.env('run')
+    with pytest.raises(SystemExit) as error:
+        run_cli(simclr.main, get_args_parser('test'),
+                ['--config_env', env, '--config_exp', CONFIGS['pretext'],
+                 '--opts', *pipeline.opts('pretext')])
+    message = str(error.value)
+    assert 'https://huggingface.co/timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k/resolve/main/' \
+           'model.safetensors' in message
+    assert 'pretrained_weights=/path/to/model.safetensors' in message
+    assert not os.path.exists(pipeline.pretext_dir('run'))
 
 
 def clear_folder_scans():
