@@ -53,7 +53,11 @@ def weights_file_state(path, net):
     """The state dict of a weights file as timm would read it (safetensors or torch; inside
     'state_dict', 'model' or an EMA copy; 'module.' removed), with our own 'backbone.' prefix
     (a pretext model.pth.tar) removed and the classifier dropped (num_classes=0 has none)."""
-    state = load_state_dict(path)  # timm: weights_only torch.load, or safetensors
+    try:
+        state = load_state_dict(path)  # timm: weights_only torch.load, or safetensors
+    except Exception as error:  # torch and safetensors raise many kinds on a bad file
+        raise WeightsUnavailable(f"cannot read the weights file {path}: {error} (a "
+                                 f".safetensors or torch file of the model is expected)") from error
     if state and all(k.startswith('backbone.') for k in state):
         state = {k.removeprefix('backbone.'): v for k, v in state.items()}
     classifiers = net.pretrained_cfg.get('classifier') or ()
@@ -131,7 +135,10 @@ def hub_weights_file(backbone, name, pretrained_cfg):
         return cached
     if not hub_reachable():
         raise WeightsUnavailable(offline_message(backbone, repo, filename))
-    return huggingface_hub.hf_hub_download(repo, filename)
+    try:
+        return huggingface_hub.hf_hub_download(repo, filename)
+    except huggingface_hub.errors.EntryNotFoundError:  # older repositories: a torch file only
+        return huggingface_hub.hf_hub_download(repo, 'pytorch_model.bin')
 
 
 def pretrained_timm_backbone(backbone, weights):

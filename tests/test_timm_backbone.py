@@ -101,6 +101,13 @@ def test_mismatched_file_lists_the_keys(tmp_path, source):
     assert path in message
 
 
+def test_unreadable_weights_file_is_named(tmp_path):
+    path = tmp_path / 'model.safetensors'
+    path.write_bytes(b'<html>not the file</html>')  # what a failed download often saves
+    with pytest.raises(timm_backbone.WeightsUnavailable, match='cannot read the weights file'):
+        timm_backbone.pretrained_timm_backbone(BACKBONE, str(path))
+
+
 def test_weights_of_another_model_do_not_load(tmp_path):
     torch.manual_seed(0)
     other = timm.create_model('resnet10t', num_classes=0)
