@@ -27,9 +27,11 @@ from data import build_dataset
 from data.device_loader import make_eval_loader
 from data.image_folder import ImageFolderDataset
 from data.settings import complete_image_settings
+from frozen_backbone import backbone_features_for_eval, cached_val_predictions
 from models import ContrastiveModel, build_backbone
 from models.loading import load_trained_clustering_model, require
 from utils.checkpoint import load, load_state_dict_strict
+from utils.config import is_timm_backbone
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
@@ -40,15 +42,24 @@ from utils.runtime import get_args_parser, log, run_cli, start_run
 PROTOTYPES_PER_CLUSTER = 8
 
 
-def evaluate_pretext(cfg, model_path, device):
+def pretext_features(cfg, model_path, device):
+    """(train features, targets, val features, targets) of a pretext model: the contrastive
+    features, or a pretrained backbone's own (cached by step 1)."""
+    if is_timm_backbone(cfg.backbone):
+        return backbone_features_for_eval(cfg, model_path, device)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs).to(device)
     load_state_dict_strict(model, load(model_path)['model'], model_path)
     model.eval()
     train_set, val_set = build_dataset(cfg, 'train'), build_dataset(cfg, 'val')
     train_f, train_t = compute_features(model, make_eval_loader(cfg, train_set, device), device)
     val_f, val_t = compute_features(model, make_eval_loader(cfg, val_set, device), device)
+    return train_f, train_t, val_f, val_t
+
+
+def evaluate_pretext(cfg, model_path, device):
+    train_f, train_t, val_f, val_t = pretext_features(cfg, model_path, device)
     results = {'step': 'pretext', 'model': model_path}
-    if not val_set.has_labels:
+    if not bool((val_t >= 0).any()):
         return results
     results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, cfg.num_classes)
     # k-means as the paper's baseline: normalised features, fit on train, scored on val/test.
@@ -217,7 +228,9 @@ def main(args):
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
-        probs, targets = predict_dataset(model, head, val_set, cfg, device)
+        # a frozen backbone's features cached by the steps, where they are this model's
+        cached = cached_val_predictions(cfg, model, head, val_set, device)
+        probs, targets = cached or predict_dataset(model, head, val_set, cfg, device)
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
                                         (val_set, probs), predict_set)

@@ -17,6 +17,7 @@ from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
+from frozen_backbone import cached_scan_inputs
 from losses import SCANLoss, lowest_loss_head, scan_head_losses
 from models.loading import clustering_model_from_pretext, require
 from utils.checkpoint import atomic_save
@@ -81,15 +82,19 @@ def main(args):
     complete_image_settings(cfg)
     os.makedirs(cfg.paths.scan_dir, exist_ok=True)
     train_neighbors, val_neighbors = load_neighbors(cfg)
-    train_set = build_dataset(cfg, 'train')
-    train_loader = make_train_loader(cfg, train_set, 'scan', device, train_neighbors)
-    val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
-
     model = prepare_model(clustering_model_from_pretext(cfg), device)
     if cfg.update_cluster_head_only:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
-    ddp_model = wrap_ddp(model, device, cfg)
+    if cfg.feature_cache:  # `trained`: model's own heads, fed with cached backbone features
+        trained, train_loader, val_loader = cached_scan_inputs(cfg, model, device,
+                                                               train_neighbors)
+    else:
+        trained = model
+        train_loader = make_train_loader(cfg, build_dataset(cfg, 'train'), 'scan', device,
+                                         train_neighbors)
+        val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
+    ddp_model = wrap_ddp(trained, device, cfg)
     optimizer = build_optimizer(cfg, [p for p in ddp_model.parameters() if p.requires_grad])
     scheduler = build_scheduler(cfg, optimizer)
     criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight)
@@ -98,7 +103,7 @@ def main(args):
     start_epoch, best = 0, {'loss': float('inf'), 'head': 0}
     state = resume_state(cfg, cfg.paths.scan_checkpoint, device)
     if state is not None:
-        start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
+        start_epoch = restore_checkpoint(state, trained, optimizer, scheduler)
         best = state['best']
         log(f"resuming from {cfg.paths.scan_checkpoint} at epoch {start_epoch}", 'yellow')
 
@@ -112,14 +117,14 @@ def main(args):
         record['seconds'] = round(time.time() - started, 2)
         scheduler.step()
         if is_main_process():
-            record.update(evaluate(model, val_loader, val_neighbors, cfg, device))
+            record.update(evaluate(trained, val_loader, val_neighbors, cfg, device))
             if record['val_loss'] < best['loss']:
                 best = {'loss': record['val_loss'], 'head': record['best_head'],
                         'epoch': epoch + 1}
                 atomic_save({'model': model.state_dict(), 'head': best['head'],
                              'config': plain(cfg)}, cfg.paths.scan_model)
             record['saved_best'] = best.get('epoch') == epoch + 1
-        save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, model, optimizer, scheduler,
+        save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, trained, optimizer, scheduler,
                         best=best)
         run_log.write(record)
     log(f"best SCAN head {best['head']} (val loss {best['loss']:.4f}) saved in "

@@ -18,6 +18,7 @@ from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
+from frozen_backbone import cached_selflabel_inputs
 from losses import ConfidenceBasedCE
 from models.loading import clustering_model_from_scan
 from utils.checkpoint import atomic_save
@@ -30,8 +31,9 @@ from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
 
-def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch):
-    model.train()
+def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch, head_only=False):
+    # With a frozen backbone its BatchNorm statistics and dropout stay frozen too (eval mode).
+    model.eval() if head_only else model.train()
     loss_sum = torch.zeros((), device=device)
     confident, seen, skipped, steps = 0, 0, 0, 0
     bar = tqdm(loader, desc=f"selflabel epoch {epoch}", leave=False,
@@ -65,15 +67,20 @@ def main(args):
     cfg, device = start_run(args, 'selflabel')
     complete_image_settings(cfg)
     os.makedirs(cfg.paths.selflabel_dir, exist_ok=True)
-    train_set = build_dataset(cfg, 'train')
-    train_loader = make_train_loader(cfg, train_set, 'selflabel', device)
-    val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
-
     model = prepare_model(clustering_model_from_scan(cfg), device)
-    ddp_model = wrap_ddp(model, device, cfg)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_alpha), use_buffers=True)
-           if cfg.use_ema else None)
-    optimizer = build_optimizer(cfg, ddp_model.parameters())
+    if cfg.update_cluster_head_only:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    if cfg.feature_cache:  # `trained`: model's own head, fed with cached backbone features
+        trained, train_loader, val_loader = cached_selflabel_inputs(cfg, model, device)
+    else:
+        trained = model
+        train_loader = make_train_loader(cfg, build_dataset(cfg, 'train'), 'selflabel', device)
+        val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
+    ddp_model = wrap_ddp(trained, device, cfg)
+    ema = (AveragedModel(trained, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_alpha),
+                         use_buffers=True) if cfg.use_ema else None)
+    optimizer = build_optimizer(cfg, [p for p in ddp_model.parameters() if p.requires_grad])
     scheduler = build_scheduler(cfg, optimizer)
     criterion = ConfidenceBasedCE(cfg.confidence_threshold,
                                   cfg.criterion_kwargs.apply_class_balancing)
@@ -82,7 +89,7 @@ def main(args):
     start_epoch = 0
     state = resume_state(cfg, cfg.paths.selflabel_checkpoint, device)
     if state is not None:
-        start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
+        start_epoch = restore_checkpoint(state, trained, optimizer, scheduler)
         if ema is not None:
             ema.load_state_dict(state['ema'])
         log(f"resuming from {cfg.paths.selflabel_checkpoint} at epoch {start_epoch}", 'yellow')
@@ -90,13 +97,14 @@ def main(args):
     # An epoch in which no batch had a confident sample steps the schedule without an optimizer
     # step; that is intended (the schedule is per epoch), so torch's warning is noise here.
     warnings.filterwarnings('ignore', message=r'Detected call of `lr_scheduler.step\(\)`')
-    final = ema.module if ema is not None else model
+    final = ema.module if ema is not None else trained
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(epoch_seed(cfg, epoch))
         set_loader_epoch(train_loader, epoch)
         started = time.time()
         record = {'epoch': epoch + 1, **train_one_epoch(ddp_model, ema, train_loader, criterion,
-                                                        optimizer, device, epoch)}
+                                                        optimizer, device, epoch,
+                                                        cfg.update_cluster_head_only)}
         record['seconds'] = round(time.time() - started, 2)
         scheduler.step()
         if is_main_process():
@@ -106,10 +114,13 @@ def main(args):
                                        cfg.num_classes)
             record.update({f'val_{k}': v for k, v in (metrics or {}).items()})
         extra = {'ema': ema.state_dict()} if ema is not None else {}
-        save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, model, optimizer,
+        save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, trained, optimizer,
                         scheduler, **extra)
         run_log.write(record)
     if is_main_process():
+        if trained is not model:  # heads trained on cached features: save them with the backbone
+            model.cluster_head.load_state_dict(final.cluster_head.state_dict())
+            final = model
         atomic_save({'model': final.state_dict(), 'head': 0, 'config': plain(cfg)},
                     cfg.paths.selflabel_model)
         log(f"self-labeled model saved in {cfg.paths.selflabel_model}", 'green')

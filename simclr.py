@@ -16,9 +16,11 @@ from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
+from frozen_backbone import pretext_from_pretrained
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
 from utils.checkpoint import atomic_save, load_state_dict_strict
+from utils.config import is_timm_backbone
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import compute_features
@@ -145,6 +147,10 @@ def mine_and_save(model, cfg, device):
 
 def main(args):
     cfg, device = start_run(args, 'simclr')
+    if is_timm_backbone(cfg.backbone):  # a pretrained backbone: embed and mine, train nothing
+        results = pretext_from_pretrained(cfg, device)
+        cleanup_distributed()
+        return results
     complete_image_settings(cfg)
     os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)

@@ -91,8 +91,9 @@ def _normalize(kw):
     return [T.ToTensor(), T.Normalize(mean=kw.normalize.mean, std=kw.normalize.std)]
 
 
-def _resize(size):
-    return [T.Resize(size, interpolation=T.InterpolationMode.BILINEAR, antialias=True)] if size else []
+def _resize(size, interpolation=None):
+    mode = T.InterpolationMode(interpolation or 'bilinear')
+    return [T.Resize(size, interpolation=mode, antialias=True)] if size else []
 
 
 def _flip(kw):
@@ -124,7 +125,8 @@ def build_augmentation(cfg, strategy=None):
 
 def build_val_transform(cfg):
     kw = cfg.transformation_kwargs
-    return T.Compose(_resize(kw.resize) + [T.CenterCrop(kw.crop_size)] + _normalize(kw))
+    return T.Compose(_resize(kw.resize, kw.get('interpolation')) + [T.CenterCrop(kw.crop_size)]
+                     + _normalize(kw))
 
 
 def denormalize(images, cfg):

@@ -4,7 +4,8 @@ import os
 
 from data import build_dataset
 from data.image_folder import FolderError
-from utils.config import ConfigError
+from data.timm_preprocessing import apply_timm_data_config
+from utils.config import ConfigError, is_timm_backbone
 from utils.paths import is_inside
 
 MIN_SIZE = 16  # tiny images (8x8 icons, digits) are upsampled to this: crops need room
@@ -60,6 +61,8 @@ def check_folder(cfg, dataset):
 
 def complete_image_settings(cfg):
     t, a = cfg.transformation_kwargs, cfg.augmentation_kwargs
+    if is_timm_backbone(cfg.backbone):  # sizes and statistics of the pretrained model
+        apply_timm_data_config(cfg)
     dataset = None
     if cfg.train_db_name == 'folder':
         dataset = build_dataset(cfg, 'train')  # scans (once per process) and reports bad files

@@ -8,6 +8,8 @@ compute on two CPU cores.
 import torch.nn as nn
 import torchvision
 
+from utils.config import is_timm_backbone
+
 BACKBONES = ('small', 'resnet18_cifar', 'resnet18_stl', 'resnet50')
 
 
@@ -49,6 +51,9 @@ def small(width=32):
 
 
 def build_backbone(name):
+    if is_timm_backbone(name):  # random weights here: pretrained ones are loaded by step 1
+        from models.timm_backbone import timm_backbone
+        return timm_backbone(name)
     builders = {'small': small, 'resnet18_cifar': resnet18_cifar, 'resnet18_stl': resnet18_stl,
                 'resnet50': resnet50}
     if name not in builders:

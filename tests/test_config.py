@@ -29,7 +29,7 @@ def digits_exp(tmp_path, **changes):
 
 @pytest.mark.parametrize('config', sorted(glob.glob(os.path.join(ROOT, 'configs', '*', '*.yml'))))
 def test_every_shipped_config_is_valid(config, tmp_path):
-    opts = [f'folder={tmp_path}'] if config.endswith('_folder.yml') else []
+    opts = [f'folder={tmp_path}'] if '_folder' in os.path.basename(config) else []
     cfg = load_config(os.path.join(ROOT, 'configs', 'env.yml'), config, opts)
     assert cfg.paths.pretext_dir.endswith(os.path.join(cfg.train_db_name, 'pretext')) \
         or cfg.train_db_name == 'folder'

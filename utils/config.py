@@ -35,9 +35,15 @@ class Key:
 DATASETS = ('digits', 'cifar-10', 'cifar-20', 'stl-10', 'imagenet', 'imagenet_50',
             'imagenet_100', 'imagenet_200', 'folder')
 BACKBONES = ('auto', 'small', 'resnet18_cifar', 'resnet18_stl', 'resnet50')
+# `backbone: timm/<model name>`: a pretrained timm model, used frozen as a feature extractor.
+TIMM_PREFIX = 'timm/'
 NUMBER = (int, float)
-# ImageNet statistics: the published value for STL-10/ImageNet, and a sensible one for photos.
-NORMALIZE = {'mean': Key(list, [0.485, 0.456, 0.406]), 'std': Key(list, [0.229, 0.224, 0.225])}
+OPTIONAL_LIST = (list, type(None))
+# ImageNet statistics: the published value for STL-10/ImageNet, and a sensible one for photos;
+# null: the pretrained timm backbone's own statistics.
+NORMALIZE = {'mean': Key(OPTIONAL_LIST, [0.485, 0.456, 0.406]),
+             'std': Key(OPTIONAL_LIST, [0.229, 0.224, 0.225])}
+INTERPOLATIONS = (None, 'bilinear', 'bicubic', 'nearest')
 
 ENV_SCHEMA = {
     'root_dir': Key(str),
@@ -52,7 +58,7 @@ COMMON_SCHEMA = {
     'val_db_name': Key(str, choices=DATASETS),
     'folder': Key((str, type(None)), None),
     'num_classes': Key(int),
-    'backbone': Key(str, choices=BACKBONES),
+    'backbone': Key(str),  # one of BACKBONES or timm/<model name>, checked in load_config
     'model_kwargs': {'head': Key(str, 'mlp', choices=('mlp', 'linear')),
                      'features_dim': Key(int, 128)},
     'seed': Key(int, 0),
@@ -85,16 +91,24 @@ COMMON_SCHEMA = {
     },
     'transformation_kwargs': {'crop_size': Key((int, type(None)), None),
                               'resize': Key((int, type(None)), None),
+                              # null: the timm backbone's own, else bilinear
+                              'interpolation': Key((str, type(None)), None,
+                                                   choices=INTERPOLATIONS),
                               'normalize': NORMALIZE},
     'fast_augmentation': Key(bool, False),
     'sync_bn': Key(bool, True),
 }
+
+# Heads on a frozen backbone trained from its cached features (frozen_backbone.py): the
+# val-transform features, plus `cached_views` augmented views per image computed once.
+FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0)}
 
 STEP_SCHEMAS = {
     'simclr': {
         'num_neighbors': Key(int, 20),
         'num_neighbors_val': Key(int, 5),
         'knn_every': Key(int, 10),
+        # a MoCo v2 file (resnet50), or for timm/ backbones: 'hub' or a weights file
         'pretrained_weights': Key((str, type(None)), None),
         'mining_index': Key(str, 'exact', choices=('exact', 'ivf')),
         'mining_ivf_kwargs': {'nlist': Key((int, type(None)), None), 'nprobe': Key(int, 16)},
@@ -103,8 +117,11 @@ STEP_SCHEMAS = {
         'num_neighbors': Key(int, 20),
         'num_heads': Key(int, 1),
         'update_cluster_head_only': Key(bool, False),
+        **FEATURE_CACHE_KEYS,
     },
     'selflabel': {
+        'update_cluster_head_only': Key(bool, False),
+        **FEATURE_CACHE_KEYS,
         'confidence_threshold': Key(NUMBER, 0.99),
         'use_ema': Key(bool, False),
         'ema_alpha': Key(NUMBER, 0.999),
@@ -205,7 +222,59 @@ def derive_paths(cfg):
         paths[f'{step}_eval_dir'] = os.path.join(step_dir, 'eval')
     paths['topk_neighbors_train_path'] = os.path.join(base, 'pretext', 'topk-train-neighbors.npy')
     paths['topk_neighbors_val_path'] = os.path.join(base, 'pretext', 'topk-val-neighbors.npy')
+    # backbone features cached by the frozen-backbone path (each with a .json key beside it)
+    for name in ('train', 'val', 'train-views'):
+        paths[f'features_{name.replace("-", "_")}'] = os.path.join(base, 'pretext',
+                                                                   f'features-{name}.npy')
     return paths
+
+
+def is_timm_backbone(name):
+    return name.startswith(TIMM_PREFIX)
+
+
+def timm_model_name(backbone):
+    """'timm/vit_small_patch14_dinov2.lvd142m' -> 'vit_small_patch14_dinov2.lvd142m', known to
+    timm (imported here only: loading a config should not pay for importing timm)."""
+    import timm
+    name = backbone.removeprefix(TIMM_PREFIX)
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(pretrained=True), n=3)
+        hint = f" (did you mean {', '.join(TIMM_PREFIX + c for c in close)}?)" if close else ''
+        raise ConfigError(f"backbone {backbone}: timm has no model '{name}'{hint}; "
+                          f"`timm.list_models(pretrained=True)` lists them")
+    return name
+
+
+def check_backbone_keys(cfg, where):
+    """The backbone name, and the keys that only make sense with a pretrained or frozen one."""
+    backbone = cfg['backbone']
+    if backbone not in BACKBONES and not (is_timm_backbone(backbone) and
+                                          len(backbone) > len(TIMM_PREFIX)):
+        raise ConfigError(f"{where}: key 'backbone' must be one of {list(BACKBONES)} or "
+                          f"'timm/<model name>' (e.g. timm/vit_small_patch14_dinov2.lvd142m), "
+                          f"got {backbone!r}")
+    weights = cfg.get('pretrained_weights')
+    if is_timm_backbone(backbone) and cfg['setup'] == 'simclr' and not weights:
+        raise ConfigError(f"{where}: backbone {backbone} is used pretrained: set "
+                          f"pretrained_weights to 'hub' (download) or to a weights file")
+    if weights == 'hub' and not is_timm_backbone(backbone):
+        raise ConfigError(f"{where}: pretrained_weights 'hub' needs a timm/<model name> "
+                          f"backbone, not {backbone!r}")
+    if not is_timm_backbone(backbone):
+        for key in ('transformation_kwargs', 'augmentation_kwargs'):
+            if None in cfg[key]['normalize'].values():
+                raise ConfigError(f"{where}: key '{key}.normalize' may be null (the backbone's "
+                                  f"own statistics) only with a timm/ backbone")
+    if cfg.get('feature_cache'):
+        if not cfg['update_cluster_head_only']:
+            raise ConfigError(f"{where}: feature_cache needs update_cluster_head_only: true "
+                              f"(the features of a backbone that trains change every step)")
+        if cfg['setup'] == 'selflabel' and cfg['cached_views'] < 1:
+            raise ConfigError(f"{where}: self-labeling from cached features needs "
+                              f"cached_views >= 1 (an augmented view is its strong input)")
+    if cfg.get('cached_views', 0) < 0:
+        raise ConfigError(f"{where}: key 'cached_views' must be at least 0")
 
 
 STEP_OF_SETUP = {'simclr': 'pretext', 'scan': 'scan', 'selflabel': 'selflabel'}
@@ -242,8 +311,9 @@ def load_config(config_env, config_exp, opts=None):
             raise ConfigError(f"{config_exp}: key 'folder' must name the image folder when the "
                               f"dataset is 'folder' (e.g. --opts folder=/path/to/images)")
         cfg['folder'] = os.path.abspath(os.path.expanduser(cfg['folder']))
-    if cfg.get('pretrained_weights'):
+    if cfg.get('pretrained_weights') and cfg['pretrained_weights'] != 'hub':
         cfg['pretrained_weights'] = os.path.abspath(os.path.expanduser(cfg['pretrained_weights']))
+    check_backbone_keys(cfg, config_exp)
     if cfg['num_classes'] < 1:
         raise ConfigError(f"{config_exp}: key 'num_classes' must be at least 1")
     cfg['step'] = STEP_OF_SETUP[setup]
