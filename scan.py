@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
@@ -24,6 +23,7 @@ from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics
+from utils.progress import progress
 from utils.runtime import get_args_parser, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
@@ -33,7 +33,7 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch, head_onl
     # With a frozen backbone its BatchNorm statistics stay frozen too (eval mode).
     model.eval() if head_only else model.train()
     sums = torch.zeros(3, device=device)
-    bar = tqdm(loader, desc=f"scan epoch {epoch}", leave=False, disable=not is_main_process())
+    bar = progress(loader, desc=f"scan epoch {epoch}", leave=False)
     for step, batch in enumerate(bar, 1):
         b = batch['anchor'].shape[0]
         images = to_device(torch.cat([batch['anchor'], batch['neighbor']]), device)

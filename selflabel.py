@@ -12,7 +12,6 @@ import warnings
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
@@ -25,6 +24,7 @@ from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics, non_empty_clusters
+from utils.progress import progress
 from utils.runtime import get_args_parser, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
@@ -34,8 +34,7 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch):
     model.train()
     loss_sum = torch.zeros((), device=device)
     confident, seen, skipped, steps = 0, 0, 0, 0
-    bar = tqdm(loader, desc=f"selflabel epoch {epoch}", leave=False,
-               disable=not is_main_process())
+    bar = progress(loader, desc=f"selflabel epoch {epoch}", leave=False)
     for batch in bar:
         weak = to_device(batch['image'], device)
         strong = to_device(batch['image_augmented'], device)

@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
@@ -24,6 +23,7 @@ from utils.distributed import barrier, cleanup_distributed, is_main_process, wra
 from utils.inference import compute_features
 from utils.knn import weighted_knn_accuracy
 from utils.mining import mine_nearest_neighbors, neighbor_accuracy
+from utils.progress import progress
 from utils.runtime import get_args_parser, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
@@ -32,7 +32,7 @@ from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed
 def train_one_epoch(model, loader, criterion, optimizer, device, epoch):
     model.train()
     total, steps = torch.zeros((), device=device), 0
-    bar = tqdm(loader, desc=f"pretext epoch {epoch}", leave=False, disable=not is_main_process())
+    bar = progress(loader, desc=f"pretext epoch {epoch}", leave=False)
     for batch in bar:
         images = to_device(torch.cat([batch['image'], batch['image_augmented']]), device)
         with autocast(device):
