@@ -37,7 +37,7 @@ from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
 from utils.mining import neighbor_accuracy
 from utils.plots import confusion_matrix_figure, prototype_grid
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
 GALLERY_MOST, GALLERY_LEAST = 12, 6  # thumbnails per cluster: most and least confident images
@@ -305,7 +305,7 @@ def main(args):
     require(model_path, {'pretext': 'simclr.py', 'scan': 'scan.py',
                          'selflabel': 'selflabel.py'}[cfg.step])
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
-    os.makedirs(out_dir, exist_ok=True)
+    lock_run_folder(cfg, out_dir)
     if cfg.step == 'pretext':
         results = evaluate_pretext(cfg, model_path, device)
     else:

@@ -6,7 +6,6 @@ Reads <root_dir>/<dataset>/pretext/{model.pth.tar, topk-*-neighbors.npy}; writes
 <root_dir>/<dataset>/scan/: checkpoint.pth.tar (every epoch; a rerun resumes), model.pth.tar (the
 lowest-loss head over the run, chosen on the validation neighbours, never by accuracy), log.jsonl.
 """
-import os
 import time
 
 import numpy as np
@@ -24,7 +23,7 @@ from utils.distributed import barrier, cleanup_distributed, is_main_process, wra
 from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics
 from utils.progress import progress
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -79,7 +78,7 @@ def load_neighbors(cfg):
 def main(args):
     cfg, device = start_run(args, 'scan')
     complete_image_settings(cfg)
-    os.makedirs(cfg.paths.scan_dir, exist_ok=True)
+    lock_run_folder(cfg, cfg.paths.scan_dir)
     train_neighbors, val_neighbors = load_neighbors(cfg)
     train_set = build_dataset(cfg, 'train')
     train_loader = make_train_loader(cfg, train_set, 'scan', device, train_neighbors)
@@ -97,6 +96,7 @@ def main(args):
 
     start_epoch, best = 0, {'loss': float('inf'), 'head': 0}
     state = resume_state(cfg, cfg.paths.scan_checkpoint, device)
+    run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
         best = state['best']
@@ -119,9 +119,9 @@ def main(args):
                 atomic_save({'model': model.state_dict(), 'head': best['head'],
                              'config': plain(cfg)}, cfg.paths.scan_model)
             record['saved_best'] = best.get('epoch') == epoch + 1
-        save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, model, optimizer, scheduler,
-                        best=best)
         run_log.write(record)
+        save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, model, optimizer, scheduler,
+                        best=best, log=run_log.records)
     log(f"best SCAN head {best['head']} (val loss {best['loss']:.4f}) saved in "
         f"{cfg.paths.scan_model}", 'green')
     barrier()

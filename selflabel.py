@@ -6,7 +6,6 @@ Reads <root_dir>/<dataset>/scan/model.pth.tar; writes into <root_dir>/<dataset>/
 checkpoint.pth.tar (every epoch; a rerun resumes), model.pth.tar, log.jsonl. Each epoch logs the
 share of confident samples and the number of non-empty clusters, so a collapse shows.
 """
-import os
 import time
 import warnings
 
@@ -25,7 +24,7 @@ from utils.distributed import barrier, cleanup_distributed, is_main_process, wra
 from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics, non_empty_clusters
 from utils.progress import progress
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -63,7 +62,7 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch):
 def main(args):
     cfg, device = start_run(args, 'selflabel')
     complete_image_settings(cfg)
-    os.makedirs(cfg.paths.selflabel_dir, exist_ok=True)
+    lock_run_folder(cfg, cfg.paths.selflabel_dir)
     train_set = build_dataset(cfg, 'train')
     train_loader = make_train_loader(cfg, train_set, 'selflabel', device)
     val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
@@ -80,6 +79,7 @@ def main(args):
 
     start_epoch = 0
     state = resume_state(cfg, cfg.paths.selflabel_checkpoint, device)
+    run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
         if ema is not None:
@@ -105,9 +105,9 @@ def main(args):
                                        cfg.num_classes)
             record.update({f'val_{k}': v for k, v in (metrics or {}).items()})
         extra = {'ema': ema.state_dict()} if ema is not None else {}
-        save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, model, optimizer,
-                        scheduler, **extra)
         run_log.write(record)
+        save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, model, optimizer,
+                        scheduler, log=run_log.records, **extra)
     if is_main_process():
         atomic_save({'model': final.state_dict(), 'head': 0, 'config': plain(cfg)},
                     cfg.paths.selflabel_model)

@@ -24,7 +24,7 @@ from utils.inference import compute_features
 from utils.knn import weighted_knn_accuracy
 from utils.mining import mine_nearest_neighbors, neighbor_accuracy
 from utils.progress import progress
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -69,6 +69,7 @@ def train_pretext(cfg, model, device):
 
     start_epoch = 0
     state = resume_state(cfg, cfg.paths.pretext_checkpoint, device)
+    run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
         log(f"resuming from {cfg.paths.pretext_checkpoint} at epoch {start_epoch}", 'yellow')
@@ -85,8 +86,9 @@ def train_pretext(cfg, model, device):
         scheduler.step()
         if is_main_process() and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs):
             record['knn_acc'] = knn_monitor(model, monitor, cfg, device)
-        save_checkpoint(cfg.paths.pretext_checkpoint, cfg, epoch + 1, model, optimizer, scheduler)
         run_log.write(record)
+        save_checkpoint(cfg.paths.pretext_checkpoint, cfg, epoch + 1, model, optimizer, scheduler,
+                        log=run_log.records)
 
 
 def knn_monitor(model, datasets, cfg, device):
@@ -146,7 +148,7 @@ def mine_and_save(model, cfg, device):
 def main(args):
     cfg, device = start_run(args, 'simclr')
     complete_image_settings(cfg)
-    os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
+    lock_run_folder(cfg, cfg.paths.pretext_dir)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
     model = prepare_model(model, device)
     if cfg.pretrained_weights:

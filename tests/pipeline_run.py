@@ -7,6 +7,7 @@ import eval as evaluate
 import scan
 import selflabel
 import simclr
+from utils.lock import release_output_locks
 from utils.runtime import get_args_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,10 +39,16 @@ def write_config(dest, step, base='digits', **changes):
 def run_step(module, env, exp, *opts):
     args = get_args_parser('test').parse_args(['--config_env', env, '--config_exp', exp,
                                                '--opts', *opts])
-    return module.main(args)
+    try:
+        return module.main(args)
+    finally:
+        release_output_locks()  # as run_cli does when the script ends
 
 
 def run_eval(env, exp, *extra):
     args = evaluate.get_eval_parser().parse_args(['--config_env', env, '--config_exp', exp,
                                                   *extra])
-    return evaluate.main(args)
+    try:
+        return evaluate.main(args)
+    finally:
+        release_output_locks()
