@@ -27,8 +27,9 @@ from annotation.export import (CSV_NAME, NAMES_NAME, AnnotationError, check_outp
 from annotation.gallery import ClusterSection, Thumb, relative_href, save_thumbnail, write_gallery
 from data import build_dataset
 from data.device_loader import make_eval_loader
+from data.fingerprint import check_fingerprint
 from data.image_folder import ImageFolderDataset, load_rgb
-from data.settings import complete_image_settings
+from data.settings import complete_image_settings, use_training_transform
 from models import ContrastiveModel, build_backbone
 from models.loading import load_trained_clustering_model, require
 from utils.checkpoint import load, load_state_dict_strict
@@ -306,6 +307,8 @@ def main(args):
                          'selflabel': 'selflabel.py'}[cfg.step])
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
     lock_run_folder(cfg, out_dir)
+    check_fingerprint(cfg)  # the images step 1 saw
+    use_training_transform(cfg, load(model_path), model_path)
     if cfg.step == 'pretext':
         results = evaluate_pretext(cfg, model_path, device)
     else:

@@ -13,11 +13,13 @@ import torch
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.fingerprint import check_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from losses import SCANLoss, lowest_loss_head, scan_head_losses
 from models.loading import clustering_model_from_pretext, require
 from utils.checkpoint import atomic_save
+from utils.config import ConfigError
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
@@ -71,8 +73,14 @@ def evaluate(model, val_loader, val_neighbors, cfg, device):
 def load_neighbors(cfg):
     for path in (cfg.paths.topk_neighbors_train_path, cfg.paths.topk_neighbors_val_path):
         require(path, 'simclr.py')
-    return (np.load(cfg.paths.topk_neighbors_train_path),
-            np.load(cfg.paths.topk_neighbors_val_path))
+    train = np.load(cfg.paths.topk_neighbors_train_path)
+    mined = train.shape[1] - 1  # column 0 is the anchor itself
+    if cfg.num_neighbors > mined:
+        raise ConfigError(f"{cfg.config_files['exp']}: num_neighbors={cfg.num_neighbors}, but "
+                          f"step 1 mined {mined} per image ({cfg.paths.topk_neighbors_train_path})"
+                          f": lower it to {mined} or less, or rerun simclr.py with --opts "
+                          f"num_neighbors={cfg.num_neighbors} (it only mines again)")
+    return train, np.load(cfg.paths.topk_neighbors_val_path)
 
 
 def main(args):
@@ -80,6 +88,7 @@ def main(args):
     complete_image_settings(cfg)
     lock_run_folder(cfg, cfg.paths.scan_dir)
     train_neighbors, val_neighbors = load_neighbors(cfg)
+    check_fingerprint(cfg)  # the neighbours point at the images step 1 saw
     train_set = build_dataset(cfg, 'train')
     train_loader = make_train_loader(cfg, train_set, 'scan', device, train_neighbors)
     val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)

@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.fingerprint import check_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from losses import ConfidenceBasedCE
@@ -63,6 +64,7 @@ def main(args):
     cfg, device = start_run(args, 'selflabel')
     complete_image_settings(cfg)
     lock_run_folder(cfg, cfg.paths.selflabel_dir)
+    check_fingerprint(cfg)  # the images step 1 saw
     train_set = build_dataset(cfg, 'train')
     train_loader = make_train_loader(cfg, train_set, 'selflabel', device)
     val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)

@@ -13,11 +13,12 @@ import torch
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.fingerprint import record_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
-from utils.checkpoint import atomic_save, load_state_dict_strict
+from utils.checkpoint import atomic_save, atomic_write, load_state_dict_strict
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import compute_features
@@ -137,7 +138,7 @@ def mine_and_save(model, cfg, device):
         indices = mine_nearest_neighbors(features, k, cfg.mining_index,
                                          cfg.mining_ivf_kwargs.nlist, cfg.mining_ivf_kwargs.nprobe)
         accuracy = neighbor_accuracy(indices, targets.cpu().numpy())
-        np.save(path, indices)
+        atomic_write(path, lambda f: np.save(f, indices), suffix='.npy')
         shown = 'n/a (no labels)' if accuracy is None else f"{accuracy:.4f}"
         log(f"top-{k} neighbours of {len(dataset)} {split} images mined in "
             f"{time.time() - started:.1f}s; neighbour accuracy {shown}; saved {path}", 'green')
@@ -149,6 +150,7 @@ def main(args):
     cfg, device = start_run(args, 'simclr')
     complete_image_settings(cfg)
     lock_run_folder(cfg, cfg.paths.pretext_dir)
+    record_fingerprint(cfg)  # the images the neighbours will point at (checked on a resume)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
     model = prepare_model(model, device)
     if cfg.pretrained_weights:

@@ -54,6 +54,10 @@ def read_names(path, num_clusters):
             content = yaml.safe_load(f)
         except yaml.YAMLError as e:
             raise AnnotationError(f"{path}: not valid YAML: {e}") from e
+        except UnicodeDecodeError as e:
+            raise AnnotationError(f"{path}: not a text file (byte {e.object[e.start]:#04x} at "
+                                  f"offset {e.start} is not UTF-8 text): a names file is YAML "
+                                  f"text") from e
     if content is None:
         return {}
     if not isinstance(content, dict):

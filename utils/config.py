@@ -7,6 +7,7 @@ that name the key and the file), overridden by `--opts key=value`, and completed
 path, so that the three steps find each other's files without any path editing.
 """
 import difflib
+import hashlib
 import os
 import re
 
@@ -289,11 +290,14 @@ def apply_overrides(raw, opts, schema):
 
 
 def output_name(cfg):
-    """Name of the output folder of a run: the dataset, or the image folder's own name."""
+    """Name of the output folder of a run: the dataset, or for an image folder its own name and
+    a hash of its real path, so that two folders of one name never share outputs."""
     if cfg['train_db_name'] != 'folder':
         return cfg['train_db_name']
-    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.basename(os.path.normpath(cfg['folder'])))
-    return f"folder-{slug}"
+    real = os.path.realpath(cfg['folder'])
+    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.basename(real))
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:8]
+    return f"folder-{slug}-{digest}"
 
 
 def derive_paths(cfg):
