@@ -7,6 +7,7 @@ import eval as evaluate
 import scan
 import selflabel
 import simclr
+from utils.config import output_name
 from utils.lock import release_output_locks
 from utils.runtime import get_args_parser
 
@@ -22,6 +23,12 @@ def write_env(folder, root_dir):
         yaml.safe_dump({'root_dir': str(root_dir), 'data_dir': str(os.path.join(folder, 'data')),
                         'device': 'cpu'}, f)
     return path
+
+
+def folder_outputs(root_dir, folder):
+    """Where the steps write for an image folder: <root_dir>/folder-<name>-<hash of its path>."""
+    return os.path.join(str(root_dir), output_name({'train_db_name': 'folder',
+                                                    'folder': str(folder)}))
 
 
 def write_config(dest, step, base='digits', **changes):
