@@ -102,10 +102,10 @@ def use_training_transform(cfg, saved_model, source):
     if not saved:
         return cfg  # a model file without its config: the eval config's settings
     asked, used = _flat(cfg.transformation_kwargs), _flat(saved)
-    ignored = [f"{key}={asked.get(key)!r} (the model's: {used.get(key)!r})"
+    ignored = [f"transformation_kwargs.{key}={asked.get(key)!r} (the model's: {used.get(key)!r})"
                for key in sorted(set(asked) | set(used)) if asked.get(key) != used.get(key)]
     if ignored:
         print(f"eval uses the transform the model {source} was trained with; ignored from the "
-              f"eval config: transformation_kwargs." + ', '.join(ignored), flush=True)
+              f"eval config: " + ', '.join(ignored), flush=True)
     cfg.transformation_kwargs = EasyDict(saved)
     return cfg

@@ -190,7 +190,7 @@ def test_later_steps_refuse_images_changed_since_step_1(run, change, step, expec
         forget_folder_scans()
     assert "the images changed since step 1 (simclr.py) recorded them" in message
     assert f"train and val split ({run.folder}):\n    {expected}" in message
-    assert f"the neighbours and models in {run.out} belong to the old images" in message
+    assert f"The neighbours and models in {run.out} belong to the old images" in message
     assert folder_hash(run.folder) == run.before
 
 
@@ -310,7 +310,7 @@ def test_a_second_run_into_a_step_folder_is_refused_naming_the_holder(run, capsy
         holder.wait()
     assert f"another run is writing {os.path.realpath(scan_dir)} (pid {holder.pid} on " \
            f"{socket.gethostname()}, running since " in message
-    assert f"-c {HOLD_LOCK} {scan_dir})" in message
+    assert f": {os.path.basename(sys.executable)} -c {scan_dir})" in message  # its command
     assert f"if no such run is going on, delete {os.path.realpath(scan_dir)}/.lock" in message
     capsys.readouterr()
     run_step(scan, run.env, run.configs['scan'])  # the holder is gone: its lock is stale
@@ -375,7 +375,7 @@ def test_eval_uses_the_transform_the_model_was_trained_with(run, capsys):
     model = os.path.join(run.out, 'selflabel', 'model.pth.tar')
     assert f"eval uses the transform the model {model} was trained with; ignored from the eval " \
            f"config: transformation_kwargs.crop_size=12 (the model's: 16), " in said
-    assert "normalize.mean=[0.5, 0.5, 0.5] (the model's: [0.305, 0.305, 0.305])" in said
-    assert "resize=40 (the model's: 16)" in said
+    assert "transformation_kwargs.normalize.mean=[0.5, 0.5, 0.5] (the model's: [0.305, 0.305, " \
+           "0.305]), transformation_kwargs.resize=40 (the model's: None)" in said
     assert other['cluster_sizes'] == plain['cluster_sizes'] and other['acc'] == plain['acc']
     assert folder_hash(run.folder) == run.before

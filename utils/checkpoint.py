@@ -92,17 +92,16 @@ def why_unloadable(path, error):
         head = f.read(16)
     if size == 0:
         return "is empty (0 bytes)"
-    if head.startswith(b'PK\x03\x04'):  # torch.save's zip format
-        if not zipfile.is_zipfile(path):
-            return f"is truncated: the zip archive ends early ({size:,} bytes), before its index"
-        return f"is damaged ({type(error).__name__}: {error})"
-    if head.startswith(b'\x80'):  # a pickle: torch's legacy format
-        if isinstance(error, pickle.UnpicklingError) and 'Weights only' in str(error):
-            return ("holds Python objects other than weights (tensors, numbers, text, lists, "
-                    "dicts); it is not loaded, since unpickling those could run any code")
-        return f"is truncated or damaged ({type(error).__name__}: {error})"
-    return (f"is not a PyTorch checkpoint (those are zip archives written by torch.save; this "
-            f"file starts with {head!r})")
+    zipped, pickled = head.startswith(b'PK\x03\x04'), head.startswith(b'\x80')
+    if not (zipped or pickled):  # torch.save writes a zip archive (once, a bare pickle)
+        return (f"is not a PyTorch checkpoint (those are zip archives written by torch.save; "
+                f"this file starts with {head!r})")
+    if isinstance(error, pickle.UnpicklingError) and 'Weights only' in str(error):
+        return ("holds Python objects other than weights (tensors, numbers, text, lists, "
+                "dicts); it is not loaded, since unpickling those could run any code")
+    if zipped and not zipfile.is_zipfile(path):
+        return f"is truncated: the zip archive ends early ({size:,} bytes), before its index"
+    return f"is truncated or damaged ({type(error).__name__}: {error})"
 
 
 def load(path, device='cpu'):

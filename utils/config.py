@@ -144,9 +144,9 @@ DEVICE = Allowed("auto, cpu, cuda or cuda:N",
 NORMALIZE_RANGES = {'normalize.mean': CHANNEL_MEANS, 'normalize.std': CHANNEL_STDS}
 
 # What each numeric or list key accepts (dotted keys; null passes where the schema allows it).
-# epochs may be 0 only where step 1 trains nothing (pretrained_weights): see check_epochs.
+# epochs depends on another key: see check_epochs.
 RANGES = {
-    'num_classes': COUNT, 'model_kwargs.features_dim': COUNT, 'epochs': NON_NEGATIVE,
+    'num_classes': COUNT, 'model_kwargs.features_dim': COUNT,
     'batch_size': COUNT, 'num_workers': NON_NEGATIVE,
     'optimizer_kwargs.lr': POSITIVE, 'optimizer_kwargs.weight_decay': NON_NEGATIVE,
     'optimizer_kwargs.momentum': between(0, 1, high_open=True),
@@ -200,10 +200,12 @@ def check_ranges(values, ranges, where, overridden=()):
 
 
 def check_epochs(cfg, where, overridden=()):
-    if cfg['epochs'] == 0 and not cfg.get('pretrained_weights'):
-        source = f"{where} (set by --opts)" if 'epochs' in overridden else where
-        raise ConfigError(f"{source}: key 'epochs' must be >= 1 (0 only with "
-                          f"pretrained_weights, where step 1 trains nothing), got 0")
+    """epochs >= 1, or 0 where step 1 trains nothing (pretrained weights are imported)."""
+    if cfg['epochs'] >= 1 or (cfg['epochs'] == 0 and cfg.get('pretrained_weights')):
+        return
+    source = f"{where} (set by --opts)" if 'epochs' in overridden else where
+    raise ConfigError(f"{source}: key 'epochs' must be >= 1 (0 only with pretrained_weights, "
+                      f"where step 1 trains nothing), got {cfg['epochs']}")
 
 
 def _closest(name, options):
