@@ -18,7 +18,7 @@ from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
-from utils.checkpoint import atomic_save, atomic_write, load_state_dict_strict
+from utils.checkpoint import atomic_save, atomic_write, load, load_state_dict_strict
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import compute_features
@@ -122,7 +122,7 @@ def import_pretrained(model, path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained weights not found: {path} (set pretrained_weights "
                                 f"in the config or with --opts pretrained_weights=PATH)")
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = load(path)  # a file that is not a checkpoint is a message saying so
     load_state_dict_strict(model, convert_moco_state_dict(state), path)
     log(f"imported pretrained weights from {path}; pretext training skipped", 'yellow')
 

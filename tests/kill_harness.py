@@ -6,9 +6,9 @@ The scripts are imported once here; every life of a run is a child forked from t
 new process per life, as a rerun is, without paying for the imports again) and ends however the
 plan says: killed by itself at an event, killed by this process after a random delay, or
 finishing. PLAN is a JSON list of runs, {"step", "env", "exp", "opts", "lives"}, where each life
-is "finish", "EVENT:N" (SIGKILL at the N-th EVENT of that life, see EVENTS), "timer:SECONDS", or
-"damage" (truncate the checkpoint to half, then finish). Prints one JSON line per life:
-{"step", "life", "status"}, status being the exit code or -9 for a kill.
+is "finish", "EVENT:N" (SIGKILL at the N-th EVENT of that life, see EVENTS) or "timer:SECONDS".
+Prints one JSON line per life: {"step", "root", "life", "status", "seconds"}, status being the
+exit code or -9 for a kill.
 """
 import io
 import json
@@ -117,19 +117,7 @@ def child(run, life):
     os._exit(0)
 
 
-def damage(run):
-    """Truncate the step's checkpoint to half its size (as a bad copy or disk would)."""
-    folder = [d for d in os.listdir(run['root']) if not d.startswith('.')][0]
-    path = os.path.join(run['root'], folder, run['step'], 'checkpoint.pth.tar')
-    with open(path, 'rb') as f:
-        data = f.read()
-    with open(path, 'wb') as f:
-        f.write(data[:len(data) // 2])
-
-
 def live(run, life):
-    if life == 'damage':
-        damage(run)
     pid = os.fork()
     if pid == 0:
         child(run, life)

@@ -15,6 +15,7 @@ import yaml
 import eval as eval_script
 import simclr
 from annotation.export import AnnotationError, read_names
+from models import ContrastiveModel, build_backbone
 from tests.pipeline_run import ROOT, write_env
 from utils.checkpoint import (CheckpointError, UnsafeCheckpoint, atomic_save, load,
                               load_with_fallback)
@@ -169,6 +170,17 @@ def test_eval_of_a_model_file_that_is_not_one(tmp_path):
     message = cli_message(eval_script, '--config_env', env, '--config_exp', DIGITS['scan'],
                           '--model', str(fake), parser=eval_script.get_eval_parser())
     assert f"{fake} is not a PyTorch checkpoint" in message and 'Unpickling' not in message
+
+
+def test_pretrained_weights_that_are_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'moco_v2_800ep_pretrain.pth.tar'
+    np.save(path, np.zeros(3))  # a numpy file under a checkpoint's name
+    os.replace(str(path) + '.npy', path)
+    with pytest.raises(CheckpointError) as error:
+        simclr.import_pretrained(ContrastiveModel(build_backbone('small')), str(path))
+    assert str(error.value).startswith(
+        f"{path} is not a PyTorch checkpoint (those are zip archives written by torch.save; this "
+        f"file starts with b\"\\x93NUMPY")
 
 
 def full_disk_save(after_bytes):

@@ -14,6 +14,8 @@ from utils.errors import UserError
 TEMP_PREFIX = '.tmp-'        # every temporary file this module writes starts so
 PREVIOUS_SUFFIX = '.prev'    # the checkpoint a save replaced, kept as a fallback
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+UMASK = os.umask(0)  # read once, at import (no threads yet): mkstemp's 0600 is not the user's
+os.umask(UMASK)
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -42,6 +44,7 @@ def atomic_write(path, write, keep_previous=False, suffix='.pth'):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=suffix)
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # the mode any other file written here gets
         # through a Python file, so that a full disk is an OSError(ENOSPC), not a C++ message
         with os.fdopen(fd, 'wb') as f:
             write(f)
