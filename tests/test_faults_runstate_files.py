@@ -288,7 +288,7 @@ def test_a_device_that_is_not_here_is_a_message(tmp_path, device, expected):
     ('scan', 'num_heads=0', "key 'num_heads' must be >= 1, got 0"),
     ('pretext', 'optimizer_kwargs.lr=0', "key 'optimizer_kwargs.lr' must be > 0, got 0"),
     ('pretext', 'num_workers=-1', "key 'num_workers' must be >= 0, got -1"),
-    ('selflabel', 'confidence_threshold=1.0', "key 'confidence_threshold' must be in (0, 1), "
+    ('selflabel', 'confidence_threshold=1.0', "key 'confidence_threshold' must be in [0, 1), "
                                               "got 1.0"),
     ('selflabel', 'ema_alpha=0', "key 'ema_alpha' must be in (0, 1), got 0"),
     ('pretext', 'transformation_kwargs.crop_size=0',
