@@ -2,7 +2,6 @@
 of epochs (7), output folder locks (8), neighbours above what step 1 mined (11) and eval's
 transform (13). Every case asserts its message, and where a user's image folder is involved,
 that its files are byte for byte what they were."""
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ import selflabel
 import simclr
 from data.digits import Digits
 from data.fingerprint import DatasetChanged, compare, dataset_fingerprint
+from tests.file_hashes import folder_hash
 from tests.pipeline_run import (ROOT, folder_outputs, run_eval, run_step, write_config,
                                 write_env)
 from tests.shapes import SHAPES, write_shapes
@@ -30,17 +30,6 @@ from utils.config import load_config
 from utils.lock import FolderLocked, lock_output_folder, process_start, release_output_locks
 from utils.runtime import get_args_parser, run_cli
 from utils.training import ResumeConflict, build_optimizer, build_scheduler, restore_checkpoint
-
-def folder_hash(folder):
-    """{relative path: sha256 of the content} of every file under folder."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, 'rb') as f:
-                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
 
 def forget_folder_scans():
     """A new process scans the folder afresh; in this one, drop the cached scans."""

@@ -4,8 +4,10 @@ import errno
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -16,7 +18,9 @@ import eval as eval_script
 import simclr
 from annotation.export import AnnotationError, read_names
 from models import ContrastiveModel, build_backbone
-from tests.pipeline_run import ROOT, write_env
+from tests.file_hashes import folder_hash
+from tests.pipeline_run import ROOT, folder_outputs, write_config, write_env
+from tests.shapes import SHAPES, write_shapes
 from utils.checkpoint import (CheckpointError, UnsafeCheckpoint, atomic_save, load,
                               load_with_fallback)
 from utils.config import COMMON_SCHEMA, RANGES, STEP_SCHEMAS, UNBOUNDED, ConfigError, load_config
@@ -28,6 +32,23 @@ from utils.training import RunLog
 PNG_BYTES = b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02'
 DIGITS = {step: os.path.join(ROOT, 'configs', step, f'{prefix}_digits.yml') for step, prefix in
           (('pretext', 'simclr'), ('scan', 'scan'), ('selflabel', 'selflabel'))}
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    """100 generated images in a folder, the digits pretext config pointed at it, and the
+    folder's hash (to show nothing in it changes)."""
+    tmp = tmp_path_factory.mktemp('shapes')
+    folder = tmp / 'shapes'
+    write_shapes(str(folder), per_class=20)
+    config = write_config(str(tmp), 'pretext', train_db_name='folder', val_db_name='folder',
+                          folder=str(folder), num_classes=len(SHAPES), batch_size=32,
+                          num_workers=0)
+    return types.SimpleNamespace(folder=folder, config=config, before=folder_hash(folder))
+
+
+def pretext_dir(root, shapes):
+    return os.path.join(folder_outputs(root, shapes.folder), 'pretext')
 
 
 def cli_message(module, *argv, parser=None):
@@ -122,13 +143,12 @@ def test_both_checkpoints_damaged_says_exactly_what_to_delete(tmp_path):
         f"this step over, delete them:\n  rm '{path}' '{path}.prev'")
 
 
-def test_a_damaged_checkpoint_does_not_block_a_step(tmp_path, capsys):
+def test_a_damaged_checkpoint_does_not_block_a_step(tmp_path, capsys, shapes):
     """A step whose checkpoint was cut short resumes from the previous one and finishes."""
     env = write_env(str(tmp_path), tmp_path / 'out')
-    opts = ('epochs=2', 'batch_size=256')
-    argv = ['--config_env', env, '--config_exp', DIGITS['pretext'], '--opts', *opts]
+    argv = ['--config_env', env, '--config_exp', shapes.config, '--opts', 'epochs=2']
     run_cli(simclr.main, get_args_parser('test'), argv)
-    checkpoint = tmp_path / 'out' / 'digits' / 'pretext' / 'checkpoint.pth.tar'
+    checkpoint = pathlib.Path(pretext_dir(tmp_path / 'out', shapes)) / 'checkpoint.pth.tar'
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     capsys.readouterr()
     run_cli(simclr.main, get_args_parser('test'), argv + ['epochs=3'])
@@ -137,6 +157,7 @@ def test_a_damaged_checkpoint_does_not_block_a_step(tmp_path, capsys):
     assert load(str(checkpoint))['epoch'] == 3
     log = [json.loads(line)['epoch'] for line in open(checkpoint.parent / 'log.jsonl')]
     assert log == [1, 2, 3]
+    assert folder_hash(shapes.folder) == shapes.before
 
 
 # 11. Files that are not what they should be, a full disk, an unwritable root_dir --------------
@@ -204,15 +225,16 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
     assert sorted(os.listdir(tmp_path)) == ['checkpoint.pth.tar', 'checkpoint.pth.tar.prev']
 
 
-def test_a_full_disk_during_a_step_is_a_message(tmp_path, monkeypatch):
+def test_a_full_disk_during_a_step_is_a_message(tmp_path, monkeypatch, shapes):
     env = write_env(str(tmp_path), tmp_path / 'out')
     monkeypatch.setattr(torch, 'save', full_disk_save(100))
-    message = cli_message(simclr, '--config_env', env, '--config_exp', DIGITS['pretext'],
-                          '--opts', 'epochs=1', 'batch_size=256')
+    message = cli_message(simclr, '--config_env', env, '--config_exp', shapes.config,
+                          '--opts', 'epochs=1')
     assert "the disk is full" in message and 'Traceback' not in message
     # the log line of epoch 1 is there, its checkpoint not: the next run starts the log afresh
-    assert sorted(os.listdir(tmp_path / 'out' / 'digits' / 'pretext')) == ['fingerprint.json',
-                                                                           'log.jsonl']
+    assert sorted(os.listdir(pretext_dir(tmp_path / 'out', shapes))) == ['fingerprint.json',
+                                                                         'log.jsonl']
+    assert folder_hash(shapes.folder) == shapes.before
 
 
 @pytest.mark.parametrize('cause, reason', [('file', 'Not a directory'),
@@ -358,10 +380,10 @@ def test_bars_draw_on_a_terminal_only():
         assert bool(stream.getvalue()) == drawn
 
 
-def test_a_redirected_run_prints_one_line_per_epoch(tmp_path):
+def test_a_redirected_run_prints_one_line_per_epoch(tmp_path, shapes):
     env = write_env(str(tmp_path), tmp_path / 'out')
     result = subprocess.run([sys.executable, 'simclr.py', '--config_env', env, '--config_exp',
-                             DIGITS['pretext'], '--opts', 'epochs=2', 'batch_size=256'],
+                             shapes.config, '--opts', 'epochs=2'],
                             cwd=ROOT, capture_output=True, text=True, timeout=600,
                             env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -369,3 +391,4 @@ def test_a_redirected_run_prints_one_line_per_epoch(tmp_path):
     assert '\r' not in output and 'it/s' not in output
     assert [line.split()[0] for line in output.splitlines() if line.startswith('epoch=')] == \
         ['epoch=1', 'epoch=2']
+    assert folder_hash(shapes.folder) == shapes.before
