@@ -85,6 +85,12 @@ def describe(holder):
             f"{holder.get('since', '?')}: {holder.get('command', '?')}")
 
 
+def locked(folder, holder):
+    return FolderLocked(f"another run is writing {folder} ({describe(holder)}). Wait for it to "
+                        f"end or stop it; if no such run is going on, delete "
+                        f"{os.path.join(folder, LOCK_NAME)}")
+
+
 def make_folder(folder, hint):
     try:
         os.makedirs(folder, exist_ok=True)
@@ -114,8 +120,7 @@ def lock_output_folder(folder, hint=''):
                 break
             holder = read_holder(f)
             f.close()
-            raise FolderLocked(f"another run is writing {real} ({describe(holder)}). Wait for it "
-                               f"to end or stop it; if no such run is going on, delete {path}")
+            raise locked(real, holder)
         # a releasing holder may have unlinked the file between our open and our lock
         if os.path.exists(path) and os.path.samestat(os.fstat(f.fileno()), os.stat(path)):
             break
@@ -123,8 +128,7 @@ def lock_output_folder(folder, hint=''):
     previous = read_holder(f)
     if holder_running(previous):
         f.close()
-        raise FolderLocked(f"another run is writing {real} ({describe(previous)}). Wait for it "
-                           f"to end or stop it; if no such run is going on, delete {path}")
+        raise locked(real, previous)
     if previous is not None and previous.get('pid') != os.getpid():
         print(f"taking over the lock of {real} from a run that is no longer running "
               f"({describe(previous)})", flush=True)
