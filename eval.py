@@ -25,8 +25,9 @@ from annotation.export import (AnnotationError, ExportRequest, check_request, de
                                prepare_export, ranked_members, read_names)
 from data import build_dataset
 from data.device_loader import make_eval_loader
+from data.fingerprint import check_fingerprint
 from data.image_folder import ImageFolderDataset
-from data.settings import complete_image_settings
+from data.settings import complete_image_settings, use_training_transform
 from frozen_backbone import backbone_features_for_eval, cached_val_predictions
 from models import ContrastiveModel, build_backbone
 from models.loading import load_trained_clustering_model, require
@@ -37,7 +38,7 @@ from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
 from utils.mining import neighbor_accuracy
 from utils.plots import confusion_matrix_figure, prototype_grid
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
 
@@ -219,6 +220,9 @@ def main(args):
     require(model_path, {'pretext': 'simclr.py', 'scan': 'scan.py',
                          'selflabel': 'selflabel.py'}[cfg.step])
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
+    lock_run_folder(cfg, out_dir)
+    check_fingerprint(cfg)  # the images step 1 saw
+    use_training_transform(cfg, load(model_path), model_path)
     export = None
     if cfg.step == 'pretext':
         results = evaluate_pretext(cfg, model_path, device)
@@ -234,9 +238,7 @@ def main(args):
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
                                         (val_set, probs), predict_set)
-        os.makedirs(out_dir, exist_ok=True)
         results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
-    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, 'metrics.json')
     with open(path, 'w') as f:
         json.dump(results, f, indent=2)

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from data import build_dataset
 from data.augment import build_augmentation, build_val_transform
+from data.fingerprint import record_fingerprint
 from data.feature_cache import (CachedFeatures, backbone_fingerprint, cache_key,
                                 cached_eval_loader, cached_scan_loader, cached_selflabel_loader,
                                 changed_parts, embed_backbone_features, read_cached,
@@ -30,7 +31,7 @@ from utils.distributed import barrier, is_main_process
 from utils.errors import UserError
 from utils.inference import predict_clusters
 from utils.mining import mine_nearest_neighbors, neighbor_accuracy
-from utils.runtime import log
+from utils.runtime import lock_run_folder, log
 from utils.training import plain, seed_everything
 
 
@@ -101,7 +102,8 @@ def pretext_from_pretrained(cfg, device):
         backbone = pretrained_timm_backbone(cfg.backbone, cfg.pretrained_weights)['backbone']
         backbone = prepare_model(backbone, device).eval()
         complete_image_settings(cfg)
-        os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
+        lock_run_folder(cfg, cfg.paths.pretext_dir)
+        record_fingerprint(cfg)  # the images the neighbours and features point at
         weights = 'the Hugging Face hub' if cfg.pretrained_weights == 'hub' else \
             cfg.pretrained_weights
         log(f"pretrained {cfg.backbone} from {weights}; nothing to train in step 1", 'yellow')

@@ -6,26 +6,27 @@ Reads <root_dir>/<dataset>/pretext/{model.pth.tar, topk-*-neighbors.npy}; writes
 <root_dir>/<dataset>/scan/: checkpoint.pth.tar (every epoch; a rerun resumes), model.pth.tar (the
 lowest-loss head over the run, chosen on the validation neighbours, never by accuracy), log.jsonl.
 """
-import os
 import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.fingerprint import check_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from frozen_backbone import cached_scan_inputs
 from losses import SCANLoss, lowest_loss_head, scan_head_losses
 from models.loading import clustering_model_from_pretext, require
 from utils.checkpoint import atomic_save
+from utils.config import ConfigError
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.progress import progress
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -34,7 +35,7 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch, head_onl
     # With a frozen backbone its BatchNorm statistics stay frozen too (eval mode).
     model.eval() if head_only else model.train()
     sums = torch.zeros(3, device=device)
-    bar = tqdm(loader, desc=f"scan epoch {epoch}", leave=False, disable=not is_main_process())
+    bar = progress(loader, desc=f"scan epoch {epoch}", leave=False)
     for step, batch in enumerate(bar, 1):
         b = batch['anchor'].shape[0]
         images = to_device(torch.cat([batch['anchor'], batch['neighbor']]), device)
@@ -73,15 +74,22 @@ def evaluate(model, val_loader, val_neighbors, cfg, device):
 def load_neighbors(cfg):
     for path in (cfg.paths.topk_neighbors_train_path, cfg.paths.topk_neighbors_val_path):
         require(path, 'simclr.py')
-    return (np.load(cfg.paths.topk_neighbors_train_path),
-            np.load(cfg.paths.topk_neighbors_val_path))
+    train = np.load(cfg.paths.topk_neighbors_train_path)
+    mined = train.shape[1] - 1  # column 0 is the anchor itself
+    if cfg.num_neighbors > mined:
+        raise ConfigError(f"{cfg.config_files['exp']}: num_neighbors={cfg.num_neighbors}, but "
+                          f"step 1 mined {mined} per image ({cfg.paths.topk_neighbors_train_path})"
+                          f": lower it to {mined} or less, or rerun simclr.py with --opts "
+                          f"num_neighbors={cfg.num_neighbors} (it only mines again)")
+    return train, np.load(cfg.paths.topk_neighbors_val_path)
 
 
 def main(args):
     cfg, device = start_run(args, 'scan')
     complete_image_settings(cfg)
-    os.makedirs(cfg.paths.scan_dir, exist_ok=True)
+    lock_run_folder(cfg, cfg.paths.scan_dir)
     train_neighbors, val_neighbors = load_neighbors(cfg)
+    check_fingerprint(cfg)  # the neighbours point at the images step 1 saw
     model = prepare_model(clustering_model_from_pretext(cfg), device)
     if cfg.update_cluster_head_only:
         for p in model.backbone.parameters():
@@ -102,6 +110,7 @@ def main(args):
 
     start_epoch, best = 0, {'loss': float('inf'), 'head': 0}
     state = resume_state(cfg, cfg.paths.scan_checkpoint, device)
+    run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, trained, optimizer, scheduler)
         best = state['best']
@@ -124,9 +133,9 @@ def main(args):
                 atomic_save({'model': model.state_dict(), 'head': best['head'],
                              'config': plain(cfg)}, cfg.paths.scan_model)
             record['saved_best'] = best.get('epoch') == epoch + 1
-        save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, trained, optimizer, scheduler,
-                        best=best)
         run_log.write(record)
+        save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, trained, optimizer, scheduler,
+                        best=best, log=run_log.records)
     log(f"best SCAN head {best['head']} (val loss {best['loss']:.4f}) saved in "
         f"{cfg.paths.scan_model}", 'green')
     barrier()

@@ -6,16 +6,15 @@ Reads <root_dir>/<dataset>/scan/model.pth.tar; writes into <root_dir>/<dataset>/
 checkpoint.pth.tar (every epoch; a rerun resumes), model.pth.tar, log.jsonl. Each epoch logs the
 share of confident samples and the number of non-empty clusters, so a collapse shows.
 """
-import os
 import time
 import warnings
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.fingerprint import check_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from frozen_backbone import cached_selflabel_inputs
@@ -26,7 +25,8 @@ from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics, non_empty_clusters
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.progress import progress
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -36,8 +36,7 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch, hea
     model.eval() if head_only else model.train()
     loss_sum = torch.zeros((), device=device)
     confident, seen, skipped, steps = 0, 0, 0, 0
-    bar = tqdm(loader, desc=f"selflabel epoch {epoch}", leave=False,
-               disable=not is_main_process())
+    bar = progress(loader, desc=f"selflabel epoch {epoch}", leave=False)
     for batch in bar:
         weak = to_device(batch['image'], device)
         strong = to_device(batch['image_augmented'], device)
@@ -66,7 +65,8 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch, hea
 def main(args):
     cfg, device = start_run(args, 'selflabel')
     complete_image_settings(cfg)
-    os.makedirs(cfg.paths.selflabel_dir, exist_ok=True)
+    lock_run_folder(cfg, cfg.paths.selflabel_dir)
+    check_fingerprint(cfg)  # the images step 1 saw
     model = prepare_model(clustering_model_from_scan(cfg), device)
     if cfg.update_cluster_head_only:
         for p in model.backbone.parameters():
@@ -88,6 +88,7 @@ def main(args):
 
     start_epoch = 0
     state = resume_state(cfg, cfg.paths.selflabel_checkpoint, device)
+    run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, trained, optimizer, scheduler)
         if ema is not None:
@@ -114,9 +115,9 @@ def main(args):
                                        cfg.num_classes)
             record.update({f'val_{k}': v for k, v in (metrics or {}).items()})
         extra = {'ema': ema.state_dict()} if ema is not None else {}
-        save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, trained, optimizer,
-                        scheduler, **extra)
         run_log.write(record)
+        save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, trained, optimizer,
+                        scheduler, log=run_log.records, **extra)
     if is_main_process():
         if trained is not model:  # heads trained on cached features: save them with the backbone
             model.cluster_head.load_state_dict(final.cluster_head.state_dict())

@@ -10,23 +10,24 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.fingerprint import record_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from frozen_backbone import pretext_from_pretrained
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
-from utils.checkpoint import atomic_save, load_state_dict_strict
+from utils.checkpoint import atomic_save, atomic_write, load, load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import compute_features
 from utils.knn import weighted_knn_accuracy
 from utils.mining import mine_nearest_neighbors, neighbor_accuracy
-from utils.runtime import get_args_parser, log, run_cli, start_run
+from utils.progress import progress
+from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
@@ -34,7 +35,7 @@ from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed
 def train_one_epoch(model, loader, criterion, optimizer, device, epoch):
     model.train()
     total, steps = torch.zeros((), device=device), 0
-    bar = tqdm(loader, desc=f"pretext epoch {epoch}", leave=False, disable=not is_main_process())
+    bar = progress(loader, desc=f"pretext epoch {epoch}", leave=False)
     for batch in bar:
         images = to_device(torch.cat([batch['image'], batch['image_augmented']]), device)
         with autocast(device):
@@ -71,6 +72,7 @@ def train_pretext(cfg, model, device):
 
     start_epoch = 0
     state = resume_state(cfg, cfg.paths.pretext_checkpoint, device)
+    run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, model, optimizer, scheduler)
         log(f"resuming from {cfg.paths.pretext_checkpoint} at epoch {start_epoch}", 'yellow')
@@ -87,8 +89,9 @@ def train_pretext(cfg, model, device):
         scheduler.step()
         if is_main_process() and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs):
             record['knn_acc'] = knn_monitor(model, monitor, cfg, device)
-        save_checkpoint(cfg.paths.pretext_checkpoint, cfg, epoch + 1, model, optimizer, scheduler)
         run_log.write(record)
+        save_checkpoint(cfg.paths.pretext_checkpoint, cfg, epoch + 1, model, optimizer, scheduler,
+                        log=run_log.records)
 
 
 def knn_monitor(model, datasets, cfg, device):
@@ -121,7 +124,7 @@ def import_pretrained(model, path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained weights not found: {path} (set pretrained_weights "
                                 f"in the config or with --opts pretrained_weights=PATH)")
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = load(path)  # a file that is not a checkpoint is a message saying so
     load_state_dict_strict(model, convert_moco_state_dict(state), path)
     log(f"imported pretrained weights from {path}; pretext training skipped", 'yellow')
 
@@ -137,7 +140,7 @@ def mine_and_save(model, cfg, device):
         indices = mine_nearest_neighbors(features, k, cfg.mining_index,
                                          cfg.mining_ivf_kwargs.nlist, cfg.mining_ivf_kwargs.nprobe)
         accuracy = neighbor_accuracy(indices, targets.cpu().numpy())
-        np.save(path, indices)
+        atomic_write(path, lambda f: np.save(f, indices), suffix='.npy')
         shown = 'n/a (no labels)' if accuracy is None else f"{accuracy:.4f}"
         log(f"top-{k} neighbours of {len(dataset)} {split} images mined in "
             f"{time.time() - started:.1f}s; neighbour accuracy {shown}; saved {path}", 'green')
@@ -152,7 +155,8 @@ def main(args):
         cleanup_distributed()
         return results
     complete_image_settings(cfg)
-    os.makedirs(cfg.paths.pretext_dir, exist_ok=True)
+    lock_run_folder(cfg, cfg.paths.pretext_dir)
+    record_fingerprint(cfg)  # the images the neighbours will point at (checked on a resume)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
     model = prepare_model(model, device)
     if cfg.pretrained_weights:

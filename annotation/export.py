@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from annotation import gallery
 from annotation.corrections import Corrections, match_corrections, read_rows
@@ -27,6 +26,7 @@ from annotation.names import AnnotationError, default_names, names_yaml, read_na
 from annotation.outfolder import ExportFolder
 from annotation.tables import csv_text
 from utils.plots import prototype_grid
+from utils.progress import progress
 from utils.text import visible_text
 
 CSV_NAME = 'annotations.csv'
@@ -172,8 +172,8 @@ class Export:
             self.folder.write(gallery.thumbnail_path(index), gallery.thumbnail_png(image))
 
         with ThreadPoolExecutor(THREADS) as pool:
-            list(tqdm(pool.map(write_one, range(len(self.images))), total=len(self.images),
-                      unit='image', desc='Thumbnails', leave=False))
+            list(progress(pool.map(write_one, range(len(self.images))), total=len(self.images),
+                          unit='image', desc='Thumbnails', leave=False))
 
     def _write_grids(self, names, failed):
         """prototypes/cluster_K.png for each non-empty cluster; {cluster: relative path}."""

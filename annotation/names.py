@@ -74,7 +74,9 @@ def _load_yaml(path):
         with open(path, encoding='utf-8-sig') as f:
             return yaml.safe_load(f)
     except UnicodeDecodeError as e:
-        raise AnnotationError(f"{path}: not a names file (not UTF-8 text)") from e
+        raise AnnotationError(f"{path}: not a text file (byte {e.object[e.start]:#04x} at "
+                              f"offset {e.start} is not UTF-8 text): a names file is YAML "
+                              f"text") from e
     except yaml.YAMLError as e:
         raise AnnotationError(f"{path}: not valid YAML: {e}") from e
 

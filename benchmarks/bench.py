@@ -148,7 +148,7 @@ class Steps:
 def silence_progress_bars():
     """The scripts' tqdm bars would interleave with the JSON lines."""
     for module in (simclr, scan, selflabel, utils.inference):
-        module.tqdm = lambda iterable, **kwargs: tqdm(iterable, **{**kwargs, 'disable': True})
+        module.progress = lambda iterable, **kwargs: tqdm(iterable, **{**kwargs, 'disable': True})
 
 
 def sync(device):

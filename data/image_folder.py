@@ -30,10 +30,10 @@ import numpy as np
 import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
-from tqdm import tqdm
 
 from data.base import ImageDataset
 from utils.errors import UserError
+from utils.progress import progress
 from utils.text import path_from_printable, printable_path, printable_relpath  # noqa: F401
 
 SHOWN_SKIPPED = 20
@@ -224,8 +224,8 @@ def check_image(path):
 def check_all(folder, files):
     """check_image over files in threads (PIL releases the GIL while decoding)."""
     with ThreadPoolExecutor() as pool:
-        return list(tqdm(pool.map(check_image, files), total=len(files), unit='file',
-                         desc=f'Checking images in {printable_path(folder)}'))
+        return list(progress(pool.map(check_image, files), total=len(files), unit='file',
+                             desc=f'Checking images in {printable_path(folder)}'))
 
 
 def class_folder(folder, path):
@@ -325,9 +325,9 @@ def working_copies(folder, size):
               f"the {WORKING_COPY_BUDGET / 2 ** 30:.0f} GiB kept in memory: read from disk instead")
         return None
     with ThreadPoolExecutor() as pool:
-        images = list(tqdm(pool.map(load_resized, scan.paths, [size] * len(scan.paths)),
-                           total=len(scan.paths), unit='image', leave=False,
-                           desc=f"Loading images at size {size}"))
+        images = list(progress(pool.map(load_resized, scan.paths, [size] * len(scan.paths)),
+                               total=len(scan.paths), unit='image', leave=False,
+                               desc=f"Loading images at size {size}"))
     if len({image.shape for image in images}) == 1:
         images = np.stack(images)
         images.flags.writeable = False

@@ -2,6 +2,8 @@
 that a folder of images can be trained on at all, made before any training starts."""
 import os
 
+from easydict import EasyDict
+
 from data import build_dataset
 from data.image_folder import FolderError
 from data.timm_preprocessing import apply_timm_data_config
@@ -80,4 +82,33 @@ def complete_image_settings(cfg):
     a.random_resized_crop.size = a.random_resized_crop.size or a.crop_size
     if cfg.backbone == 'auto':
         cfg.backbone = auto_backbone_name(t.crop_size)
+    return cfg
+
+
+def _flat(values, prefix=''):
+    """{dotted key: value} of a nested mapping."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def use_training_transform(cfg, saved_model, source):
+    """Eval preprocesses images as the model's training run did: the transform settings (crop
+    size, resize, normalisation) come from the config saved in the model file `saved_model`;
+    values that the eval config asks for in vain are reported."""
+    trained = saved_model.get('config') if isinstance(saved_model, dict) else None
+    saved = trained.get('transformation_kwargs') if isinstance(trained, dict) else None
+    if not saved:
+        return cfg  # a model file without its config: the eval config's settings
+    asked, used = _flat(cfg.transformation_kwargs), _flat(saved)
+    ignored = [f"transformation_kwargs.{key}={asked.get(key)!r} (the model's: {used.get(key)!r})"
+               for key in sorted(set(asked) | set(used)) if asked.get(key) != used.get(key)]
+    if ignored:
+        print(f"eval uses the transform the model {source} was trained with; ignored from the "
+              f"eval config: " + ', '.join(ignored), flush=True)
+    cfg.transformation_kwargs = EasyDict(saved)
     return cfg

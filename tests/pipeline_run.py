@@ -7,6 +7,8 @@ import eval as evaluate
 import scan
 import selflabel
 import simclr
+from utils.config import output_name
+from utils.lock import release_output_locks
 from utils.runtime import get_args_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,6 +23,12 @@ def write_env(folder, root_dir):
         yaml.safe_dump({'root_dir': str(root_dir), 'data_dir': str(os.path.join(folder, 'data')),
                         'device': 'cpu'}, f)
     return path
+
+
+def folder_outputs(root_dir, folder):
+    """Where the steps write for an image folder: <root_dir>/folder-<name>-<hash of its path>."""
+    return os.path.join(str(root_dir), output_name({'train_db_name': 'folder',
+                                                    'folder': str(folder)}))
 
 
 def write_config(dest, step, base='digits', **changes):
@@ -38,10 +46,16 @@ def write_config(dest, step, base='digits', **changes):
 def run_step(module, env, exp, *opts):
     args = get_args_parser('test').parse_args(['--config_env', env, '--config_exp', exp,
                                                '--opts', *opts])
-    return module.main(args)
+    try:
+        return module.main(args)
+    finally:
+        release_output_locks()  # as run_cli does when the script ends
 
 
 def run_eval(env, exp, *extra):
     args = evaluate.get_eval_parser().parse_args(['--config_env', env, '--config_exp', exp,
                                                   *extra])
-    return evaluate.main(args)
+    try:
+        return evaluate.main(args)
+    finally:
+        release_output_locks()

@@ -18,7 +18,7 @@ import simclr
 from tests.fake_datasets import write_bad_files
 from tests.browser import open_page, start_chromium, wait_for_download
 from tests.folder_images import KINDS, folder_state, write_pattern_folder
-from tests.pipeline_run import write_env
+from tests.pipeline_run import folder_outputs, write_env
 from utils.runtime import get_args_parser, run_cli
 
 PER_KIND = 20
@@ -210,7 +210,8 @@ def test_labelled_folder_gives_labels_and_matched_names(run, tmp_path):
     """The trained model on a labelled tree of the same kinds (its own config, --model)."""
     tree = tmp_path / 'labelled'
     truth = write_pattern_folder(str(tree), 5, seed=3, labelled=True)
-    model = os.path.join(run.root, 'outputs', 'folder-my_photos', 'selflabel', 'model.pth.tar')
+    model = os.path.join(folder_outputs(os.path.join(run.root, 'outputs'), run.folder),
+                         'selflabel', 'model.pth.tar')
     out = tmp_path / 'out'
     results = run.eval('selflabel', '--model', model, '--annotate', str(out),
                        opts=[f'folder={tree}'])

@@ -1,5 +1,6 @@
 """Configuration: validation errors name the key and the file; paths are derived."""
 import glob
+import hashlib
 import os
 
 import pytest
@@ -138,7 +139,8 @@ def test_folder_dataset_needs_folder(env, tmp_path):
     with pytest.raises(ConfigError, match="key 'folder' must name the image folder"):
         load_config(env, exp)
     cfg = load_config(env, exp, [f'folder={tmp_path}/my photos'])
-    assert cfg.paths.pretext_dir == str(tmp_path / 'out' / 'folder-my_photos' / 'pretext')
+    digest = hashlib.sha256(os.fsencode(tmp_path / 'my photos')).hexdigest()[:8]
+    assert cfg.paths.pretext_dir == str(tmp_path / 'out' / f'folder-my_photos-{digest}' / 'pretext')
 
 
 def test_step_specific_keys_are_checked_per_step(env, tmp_path):

@@ -2,6 +2,7 @@
 1-process step on the same global batch; and the three scripts run under torchrun."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from losses import ConfidenceBasedCE, SCANLoss, SimCLRLoss
-from tests.pipeline_run import ROOT, write_config, write_env
+from tests.pipeline_run import ROOT, folder_outputs, write_config, write_env
 from tests.shapes import SHAPES, write_shapes
 
 GLOBAL_BATCH = 8
@@ -101,7 +102,7 @@ def torchrun_runs(tmp_path_factory):
                                      config], cwd=ROOT, capture_output=True, text=True,
                                     timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
             assert result.returncode == 0, result.stderr[-3000:]
-        outputs[name] = tmp / name / 'out' / 'folder-shapes'
+        outputs[name] = pathlib.Path(folder_outputs(tmp / name / 'out', folder))
     return outputs
 
 

@@ -14,7 +14,7 @@ from data.augment import build_augmentation, build_val_transform
 from data.image_folder import FolderError, ImageFolderDataset
 from data.settings import complete_image_settings, folder_image_size
 from tests.folder_images import folder_state, write_pattern_folder
-from tests.pipeline_run import write_env
+from tests.pipeline_run import folder_outputs, write_env
 from utils.config import ConfigError, load_config
 from utils.runtime import get_args_parser
 
@@ -56,7 +56,8 @@ def test_tiny_grey_images(tmp_path, config):
     assert a.random_resized_crop.size == 16
     assert cfg.batch_size == 30  # lowered to the number of images
     assert cfg.folder == str(folder) and cfg.num_classes == 10
-    assert cfg.paths.pretext_dir == str(tmp_path / 'outputs' / 'folder-digits' / 'pretext')
+    assert cfg.paths.pretext_dir == os.path.join(folder_outputs(tmp_path / 'outputs', folder),
+                                                 'pretext')
 
 
 def test_photos_are_scaled_down(tmp_path):
@@ -96,7 +97,8 @@ def test_too_few_images_stop_before_training(tmp_path, n, opts, message):
     with pytest.raises(FolderError) as error:
         simclr.main(args)
     assert message in str(error.value) and str(folder) in str(error.value)
-    assert not (tmp_path / 'outputs' / f'folder-few{n}' / 'pretext' / 'checkpoint.pth.tar').exists()
+    assert not os.path.exists(os.path.join(folder_outputs(tmp_path / 'outputs', folder),
+                                           'pretext', 'checkpoint.pth.tar'))
 
 
 def test_selflabel_has_no_neighbour_check(tmp_path):

@@ -14,10 +14,11 @@ import timm
 import torch
 from PIL import Image
 
-import frozen_backbone
+from data.fingerprint import DatasetChanged
 from data.image_folder import scan_folder, working_copies
 from tests.folder_images import KINDS, picture
-from tests.pipeline_run import run_eval, run_step, scan, selflabel, simclr, write_env
+from tests.pipeline_run import (folder_outputs, run_eval, run_step, scan, selflabel, simclr,
+                                write_env)
 from tests.test_annotate import hungarian_acc
 from utils.runtime import get_args_parser, run_cli
 
@@ -86,7 +87,7 @@ class Pipeline:
         return run_eval(self.env(name), CONFIGS[step], *args, '--opts', *self.opts(step))
 
     def pretext_dir(self, name):
-        return os.path.join(self.root, name, 'out', f'folder-{os.path.basename(self.folder)}',
+        return os.path.join(folder_outputs(os.path.join(self.root, name, 'out'), self.folder),
                             'pretext')
 
 
@@ -195,7 +196,7 @@ def test_cache_is_reused_and_invalidated_when_images_or_backbone_change(tmp_path
     Image.fromarray(picture('checks', np.random.default_rng(5))).save(changed)
     os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
     clear_folder_scans()
-    with pytest.raises(frozen_backbone.StaleFeatures, match='rerun simclr.py'):
+    with pytest.raises(DatasetChanged, match='rerun simclr.py'):  # step 1's record says so
         pipeline.step('run', 'scan', 'feature_cache=true')
     assert pipeline.step('run', 'pretext')['train']['features'] == \
         'embedded (the images changed since it was computed)'

@@ -2,12 +2,14 @@
 the clusters beat k-means on raw pixels by a clear margin."""
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from tests.pipeline_run import run_eval, run_step, simclr, scan, selflabel, write_config, write_env
+from tests.pipeline_run import (folder_outputs, run_eval, run_step, simclr, scan, selflabel,
+                                write_config, write_env)
 from tests.shapes import SHAPES, shape_arrays, write_shapes
 from utils.metrics import cluster_metrics
 
@@ -32,7 +34,7 @@ def shapes_run(tmp_path_factory):
     run_step(scan, env, configs['scan'], *opts)
     run_step(selflabel, env, configs['selflabel'], *opts)
     results = {step: run_eval(env, configs[step], '--opts', *opts) for step in configs}
-    return {'out': tmp / 'out' / 'folder-shapes', 'results': results}
+    return {'out': pathlib.Path(folder_outputs(tmp / 'out', folder)), 'results': results}
 
 
 def test_every_output_file_is_written(shapes_run):

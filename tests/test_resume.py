@@ -1,16 +1,15 @@
 """A run killed after epoch k and rerun ends with the same weights as an uninterrupted run."""
+import os
 import shutil
 
 import pytest
 import torch
 
-from tests.pipeline_run import run_step, scan, selflabel, simclr, write_config, write_env
+from tests.pipeline_run import (folder_outputs, run_step, scan, selflabel, simclr, write_config,
+                                write_env)
 from tests.shapes import SHAPES, write_shapes
 from utils.checkpoint import load
 from utils.training import ResumeConflict
-
-OUTPUT = 'folder-shapes'
-
 
 class Killed(Exception):
     pass
@@ -44,7 +43,7 @@ def configs(tmp_path_factory):
     common = dict(train_db_name='folder', val_db_name='folder', folder=str(folder),
                   num_classes=len(SHAPES), batch_size=32, epochs=3, num_workers=0)
     return {
-        'tmp': tmp,
+        'tmp': tmp, 'output': os.path.basename(folder_outputs('', folder)),
         'pretext': write_config(str(tmp), 'pretext', knn_every=1, **common),
         'scan': write_config(str(tmp), 'scan', **common),
         'selflabel': write_config(str(tmp), 'selflabel', confidence_threshold=0.5, **common),
@@ -54,33 +53,33 @@ def configs(tmp_path_factory):
 @pytest.mark.parametrize('step,module', [('pretext', simclr), ('scan', scan),
                                          ('selflabel', selflabel)])
 def test_resume_matches_uninterrupted_run(step, module, configs, monkeypatch):
-    tmp = configs['tmp']
+    tmp, output = configs['tmp'], configs['output']
     straight, killed = tmp / f'straight-{step}', tmp / f'killed-{step}'
     env_straight, env_killed = write_env(str(tmp / step / 'a'), straight), \
         write_env(str(tmp / step / 'b'), killed)
     # both runs start from the same earlier steps (trained once, copied)
     earlier = {'pretext': [], 'scan': ['pretext'], 'selflabel': ['pretext', 'scan']}[step]
-    shared = tmp / 'shared' / OUTPUT
+    shared = tmp / 'shared' / output
     for before in earlier:
         if not (shared / before).exists():
             env_shared = write_env(str(tmp / 'shared-env'), tmp / 'shared')
             run_step({'pretext': simclr, 'scan': scan}[before], env_shared,
                      configs[before])
         for out in (straight, killed):
-            shutil.copytree(shared / before, out / OUTPUT / before)
+            shutil.copytree(shared / before, out / output / before)
 
     run_step(module, env_straight, configs[step])
     with monkeypatch.context() as m:
         kill_after(module, m, epochs_done=1)
         with pytest.raises(Killed):
             run_step(module, env_killed, configs[step])
-    checkpoint = killed / OUTPUT / step / 'checkpoint.pth.tar'
+    checkpoint = killed / output / step / 'checkpoint.pth.tar'
     assert load(str(checkpoint))['epoch'] == 1
     run_step(module, env_killed, configs[step])     # resumes at epoch 1
     assert load(str(checkpoint))['epoch'] == 3
     for name in ('checkpoint.pth.tar', 'model.pth.tar'):
-        assert_same_weights(str(straight / OUTPUT / step / name),
-                            str(killed / OUTPUT / step / name))
+        assert_same_weights(str(straight / output / step / name),
+                            str(killed / output / step / name))
 
 
 def test_changed_config_is_not_silently_resumed(configs):

@@ -1,30 +1,151 @@
-"""Atomic checkpoints and strict weight loading."""
+"""Atomic writes that survive kills and full disks, checkpoints read with clear errors, and
+strict weight loading."""
+import errno
 import os
+import pickle
+import shutil
 import tempfile
+import zipfile
 
 import torch
 
 from utils.errors import UserError
 
+TEMP_PREFIX = '.tmp-'        # every temporary file this module writes starts so
+PREVIOUS_SUFFIX = '.prev'    # the checkpoint a save replaced, kept as a fallback
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+UMASK = os.umask(0)  # read once, at import (no threads yet): mkstemp's 0600 is not the user's
+os.umask(UMASK)
 
-def atomic_save(obj, path):
-    """Write to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint or model file that cannot be read or written; the message says what to do."""
+
+
+class UnsafeCheckpoint(CheckpointError, pickle.UnpicklingError):
+    """A pickle holding objects that weights-only loading refuses (still an UnpicklingError,
+    for code that tries another format on one)."""
+
+
+def disk_full(error):
+    """Whether `error` or an error it was raised from is a full disk or quota."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def atomic_write(path, write, keep_previous=False, suffix='.pth'):
+    """Call write(binary file) on a temporary file beside `path`, fsync, then rename it to `path`:
+    a kill never leaves half a file there, and a failed write leaves the old file untouched.
+    `keep_previous` moves the file it replaces to `path + '.prev'` first."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.pth')
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=suffix)
     try:
-        torch.save(obj, tmp)
+        os.fchmod(fd, 0o666 & ~UMASK)  # the mode any other file written here gets
+        # through a Python file, so that a full disk is an OSError(ENOSPC), not a C++ message
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
+        if keep_previous and os.path.exists(path):
+            os.replace(path, path + PREVIOUS_SUFFIX)
         os.replace(tmp, path)
+    except Exception as error:
+        if disk_full(error):
+            free = shutil.disk_usage(folder).free
+            raise CheckpointError(
+                f"could not write {path}: the disk is full ({free / 2 ** 20:.0f} MiB free in "
+                f"{folder}). Nothing was replaced: the previous {os.path.basename(path)}, if any, "
+                f"is intact. Free some space and rerun the same command; it resumes from the "
+                f"last checkpoint.") from error
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def atomic_save(obj, path, keep_previous=False):
+    """torch.save through atomic_write."""
+    atomic_write(path, lambda f: torch.save(obj, f), keep_previous)
+
+
+def atomic_write_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode('utf-8')), suffix='.txt')
+
+
+def remove_temporaries(folder):
+    """Delete the temporary files that killed writers left directly in `folder` (call it only
+    while holding the folder's lock: no live writer's file is then among them)."""
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(TEMP_PREFIX) and os.path.isfile(path) and not os.path.islink(path):
+            os.remove(path)
+            removed.append(name)
+    return removed
+
+
+def why_unloadable(path, error):
+    """What is wrong with a file that torch.load could not read, in plain words."""
+    size = os.path.getsize(path)
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    if size == 0:
+        return "is empty (0 bytes)"
+    zipped, pickled = head.startswith(b'PK\x03\x04'), head.startswith(b'\x80')
+    if not (zipped or pickled):  # torch.save writes a zip archive (once, a bare pickle)
+        return (f"is not a PyTorch checkpoint (those are zip archives written by torch.save; "
+                f"this file starts with {head!r})")
+    if isinstance(error, pickle.UnpicklingError) and 'Weights only' in str(error):
+        return ("holds Python objects other than weights (tensors, numbers, text, lists, "
+                "dicts); it is not loaded, since unpickling those could run any code")
+    if zipped and not zipfile.is_zipfile(path):
+        return f"is truncated: the zip archive ends early ({size:,} bytes), before its index"
+    return f"is truncated or damaged ({type(error).__name__}: {error})"
+
+
 def load(path, device='cpu'):
+    """torch.load(weights_only=True); a file it cannot read is a CheckpointError saying why."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types on bad files (see why_unloadable)
+        reason = why_unloadable(path, error)
+        kind = UnsafeCheckpoint if reason.startswith('holds Python') else CheckpointError
+        raise kind(f"{path} {reason}") from error
+
+
+def load_with_fallback(path, device='cpu', report=print, repair=True):
+    """The checkpoint in `path`, or the previous one (`path.prev`) when `path` is missing or
+    cannot be read; None when there is neither. With `repair` (one process only), a good previous
+    checkpoint is moved back to `path`, so that the next save keeps it as the fallback rather
+    than the bad file."""
+    previous = path + PREVIOUS_SUFFIX
+    if not os.path.exists(path) and not os.path.exists(previous):
+        return None
+    problems = []
+    for candidate in (path, previous):
+        if not os.path.exists(candidate):
+            problems.append(f"{candidate} does not exist")
+            continue
+        try:
+            state = load(candidate, device)
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if candidate == previous:
+            report(f"{problems[0]}; resuming from the previous checkpoint {previous}")
+            if repair:
+                os.replace(previous, path)
+        return state
+    bad = [p for p in (path, previous) if os.path.exists(p)]
+    raise CheckpointError(f"cannot resume: {'; '.join(problems)}. To start this step over, "
+                          f"delete {'them' if len(bad) > 1 else 'it'}:\n  rm "
+                          + ' '.join(f"'{p}'" for p in bad))
 
 
 class WeightsMismatch(UserError, RuntimeError):

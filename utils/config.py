@@ -7,6 +7,7 @@ that name the key and the file), overridden by `--opts key=value`, and completed
 path, so that the three steps find each other's files without any path editing.
 """
 import difflib
+import hashlib
 import os
 import re
 
@@ -129,6 +130,102 @@ STEP_SCHEMAS = {
 }
 
 
+class Allowed:
+    """The values a key accepts beyond its type, as text for the error and as a test."""
+
+    def __init__(self, text, test):
+        self.text, self.test = text, test
+
+
+def at_least(low):
+    return Allowed(f">= {low}", lambda v: v >= low)
+
+
+def between(low, high, low_open=False, high_open=False):
+    text = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    return Allowed(text, lambda v: (low < v if low_open else low <= v)
+                   and (v < high if high_open else v <= high))
+
+
+POSITIVE = Allowed("> 0", lambda v: v > 0)
+COUNT, NON_NEGATIVE, PROBABILITY = at_least(1), at_least(0), between(0, 1)
+CHANNEL_MEANS = Allowed("a list of 1 or 3 numbers",
+                        lambda v: len(v) in (1, 3) and all(_is_number(x) for x in v))
+CHANNEL_STDS = Allowed("a list of 1 or 3 numbers > 0",
+                       lambda v: CHANNEL_MEANS.test(v) and all(x > 0 for x in v))
+SCALE_RANGE = Allowed("a list [low, high] with 0 < low <= high <= 1",
+                      lambda v: len(v) == 2 and all(_is_number(x) for x in v)
+                      and 0 < v[0] <= v[1] <= 1)
+DEVICE = Allowed("auto, cpu, cuda or cuda:N",
+                 lambda v: re.fullmatch(r'auto|cpu|cuda(:[0-9]+)?', v) is not None)
+NORMALIZE_RANGES = {'normalize.mean': CHANNEL_MEANS, 'normalize.std': CHANNEL_STDS}
+
+# What each numeric or list key accepts (dotted keys; null passes where the schema allows it).
+# epochs depends on another key: see check_epochs.
+RANGES = {
+    'num_classes': COUNT, 'model_kwargs.features_dim': COUNT,
+    'batch_size': COUNT, 'num_workers': NON_NEGATIVE,
+    'optimizer_kwargs.lr': POSITIVE, 'optimizer_kwargs.weight_decay': NON_NEGATIVE,
+    'optimizer_kwargs.momentum': between(0, 1, high_open=True),
+    'scheduler_kwargs.lr_decay_rate': between(0, 1, low_open=True),
+    'criterion_kwargs.temperature': POSITIVE, 'criterion_kwargs.entropy_weight': NON_NEGATIVE,
+    'augmentation_kwargs.crop_size': COUNT, 'augmentation_kwargs.resize': COUNT,
+    'augmentation_kwargs.random_resized_crop.size': COUNT,
+    'augmentation_kwargs.random_resized_crop.scale': SCALE_RANGE,
+    'augmentation_kwargs.color_jitter_random_apply.p': PROBABILITY,
+    'augmentation_kwargs.color_jitter.brightness': NON_NEGATIVE,
+    'augmentation_kwargs.color_jitter.contrast': NON_NEGATIVE,
+    'augmentation_kwargs.color_jitter.saturation': NON_NEGATIVE,
+    'augmentation_kwargs.color_jitter.hue': between(0, 0.5),
+    'augmentation_kwargs.random_grayscale.p': PROBABILITY,
+    'augmentation_kwargs.num_strong_augs': NON_NEGATIVE,
+    'augmentation_kwargs.cutout_kwargs.n_holes': NON_NEGATIVE,
+    'augmentation_kwargs.cutout_kwargs.length': COUNT,
+    **{f'augmentation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
+    'transformation_kwargs.crop_size': COUNT, 'transformation_kwargs.resize': COUNT,
+    **{f'transformation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
+    'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT,
+    'mining_ivf_kwargs.nlist': COUNT, 'mining_ivf_kwargs.nprobe': COUNT,
+    'num_heads': COUNT, 'cached_views': NON_NEGATIVE,
+    # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none
+    'confidence_threshold': between(0, 1, high_open=True),
+    'ema_alpha': between(0, 1, low_open=True, high_open=True),
+}
+ENV_RANGES = {'device': DEVICE}
+UNBOUNDED = {'seed'}  # numeric keys any value of which works
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _lookup(values, dotted):
+    for part in dotted.split('.'):
+        if not isinstance(values, dict) or part not in values:
+            return None
+        values = values[part]
+    return values
+
+
+def check_ranges(values, ranges, where, overridden=()):
+    """Every key of `ranges` present in `values` holds an allowed value; the error names the
+    key, where it was set and what is allowed."""
+    for key, allowed in ranges.items():
+        value = _lookup(values, key)
+        if value is not None and not allowed.test(value):
+            source = f"{where} (set by --opts)" if key in overridden else where
+            raise ConfigError(f"{source}: key '{key}' must be {allowed.text}, got {value!r}")
+
+
+def check_epochs(cfg, where, overridden=()):
+    """epochs >= 1, or 0 where step 1 trains nothing (pretrained weights are imported)."""
+    if cfg['epochs'] >= 1 or (cfg['epochs'] == 0 and cfg.get('pretrained_weights')):
+        return
+    source = f"{where} (set by --opts)" if 'epochs' in overridden else where
+    raise ConfigError(f"{source}: key 'epochs' must be >= 1 (0 only with pretrained_weights, "
+                      f"where step 1 trains nothing), got {cfg['epochs']}")
+
+
 def _closest(name, options):
     match = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean '{match[0]}'?)" if match else ''
@@ -171,11 +268,16 @@ def validate(values, schema, where, prefix=''):
 def read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as f:
-        try:
+    try:
+        with open(path, encoding='utf-8') as f:
             content = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file (byte {e.object[e.start]:#04x} at offset "
+                          f"{e.start} is not UTF-8 text): a config is a YAML text file") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from e
     if content is not None and not isinstance(content, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values")
     return content or {}
@@ -198,16 +300,24 @@ def apply_overrides(raw, opts, schema):
                 node = node.setdefault(part, {})
                 if node is None:
                     node = {}
-        node[parts[-1]] = yaml.safe_load(text) if text != '' else None
+        try:
+            node[parts[-1]] = yaml.safe_load(text) if text != '' else None
+        except yaml.YAMLError as e:
+            problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
+            raise ConfigError(f"--opts: the value of '{dotted}' is not valid YAML ({problem}): "
+                              f"{text!r}; quote text that holds :, #, [ or {{") from e
     return raw
 
 
 def output_name(cfg):
-    """Name of the output folder of a run: the dataset, or the image folder's own name."""
+    """Name of the output folder of a run: the dataset, or for an image folder its own name and
+    a hash of its real path, so that two folders of one name never share outputs."""
     if cfg['train_db_name'] != 'folder':
         return cfg['train_db_name']
-    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.basename(os.path.normpath(cfg['folder'])))
-    return f"folder-{slug}"
+    real = os.path.realpath(cfg['folder'])
+    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.basename(real))
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:8]
+    return f"folder-{slug}-{digest}"
 
 
 def derive_paths(cfg):
@@ -304,6 +414,11 @@ def load_config(config_env, config_exp, opts=None):
         env = validate(apply_overrides(dict(env), env_opts, ENV_SCHEMA), ENV_SCHEMA, '--opts')
     exp = validate(apply_overrides(exp_raw, exp_opts, schema), schema,
                    f"{config_exp} (with --opts)" if exp_opts else config_exp)
+    overridden = {o.split('=', 1)[0] for o in opts or []}
+    check_ranges(env, ENV_RANGES, config_env, overridden)
+    # with nothing to train (epochs 0: imported weights), the optimizer's settings are unused
+    ranges = {k: v for k, v in RANGES.items() if exp['epochs'] or not k.startswith('optimizer_')}
+    check_ranges(exp, ranges, config_exp, overridden)
 
     cfg = {**env, **exp}
     if 'folder' in (cfg['train_db_name'], cfg['val_db_name']):
@@ -314,8 +429,7 @@ def load_config(config_env, config_exp, opts=None):
     if cfg.get('pretrained_weights') and cfg['pretrained_weights'] != 'hub':
         cfg['pretrained_weights'] = os.path.abspath(os.path.expanduser(cfg['pretrained_weights']))
     check_backbone_keys(cfg, config_exp)
-    if cfg['num_classes'] < 1:
-        raise ConfigError(f"{config_exp}: key 'num_classes' must be at least 1")
+    check_epochs(exp, config_exp, overridden)
     cfg['step'] = STEP_OF_SETUP[setup]
     cfg['config_files'] = {'env': os.path.abspath(config_env),
                            'exp': os.path.abspath(config_exp)}

@@ -4,6 +4,12 @@ import os
 
 import torch
 
+from utils.errors import UserError
+
+
+class DeviceError(UserError, RuntimeError):
+    """The configured device does not exist here."""
+
 
 def select_device(name='auto'):
     """'auto' takes this rank's GPU when there is one, else the CPU; 'cpu'/'cuda'/'cuda:N' force."""
@@ -11,10 +17,18 @@ def select_device(name='auto'):
         if torch.cuda.is_available():
             return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
         return torch.device('cpu')
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise DeviceError(f"unknown device '{name}' (key 'device' of the env file or --opts): "
+                          f"use auto, cpu, cuda or cuda:N") from error
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' was asked for but CUDA is not available here; "
-                           f"use --opts device=auto or device=cpu")
+        raise DeviceError(f"device '{name}' was asked for but CUDA is not available here; "
+                          f"use --opts device=auto or device=cpu")
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceError(f"device '{name}' was asked for but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s), cuda:0 to "
+                          f"cuda:{torch.cuda.device_count() - 1}")
     return device
 
 

@@ -2,10 +2,9 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from utils.device import autocast, to_device
-from utils.distributed import is_main_process
+from utils.progress import progress
 
 
 @torch.no_grad()
@@ -14,7 +13,7 @@ def compute_features(forward, loader, device, desc='embed'):
 
     Rows come back in dataset order (the loader must not shuffle)."""
     outputs, targets = [], []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not is_main_process()):
+    for batch in progress(loader, desc=desc, leave=False):
         with autocast(device):
             out = forward(to_device(batch['image'], device))
         outputs.append(out.float())
@@ -27,7 +26,7 @@ def predict_clusters(model, loader, device, desc='predict'):
     """Per head: probabilities (N x C); plus backbone features and targets, as numpy arrays."""
     model.eval()
     probs, features, targets = None, [], []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not is_main_process()):
+    for batch in progress(loader, desc=desc, leave=False):
         with autocast(device):
             out = model(to_device(batch['image'], device), forward_pass='return_all')
         head_probs = [F.softmax(o.float(), dim=1).cpu() for o in out['output']]

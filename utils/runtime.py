@@ -4,10 +4,12 @@ import sys
 
 from termcolor import colored
 
+from utils.checkpoint import disk_full
 from utils.config import ConfigError, load_config
 from utils.device import configure_backends, select_device
 from utils.distributed import init_distributed, is_main_process
 from utils.errors import UserError
+from utils.lock import lock_output_folder, release_output_locks
 from utils.training import seed_everything
 
 
@@ -39,6 +41,15 @@ def start_run(args, setup):
     return cfg, device
 
 
+def lock_run_folder(cfg, folder):
+    """Create an output folder of this run and hold its lock (rank 0; see utils/lock.py): one
+    run at a time writes there. Call it after the checks that the folder may be written."""
+    if is_main_process():
+        lock_output_folder(folder, hint=f"Set root_dir in {cfg.config_files['env']} (now "
+                                        f"{cfg.root_dir}) to a folder you can write, or pass "
+                                        f"--opts root_dir=PATH.")
+
+
 def run_cli(main, parser, argv=None):
     """Entry point of a script: parse arguments (sys.argv unless `argv`), run, and turn user
     errors into a clean exit 1 with the message."""
@@ -47,6 +58,13 @@ def run_cli(main, parser, argv=None):
         return main(args)
     except (UserError, FileNotFoundError) as error:
         sys.exit(colored(f"error: {error}", 'red'))
+    except OSError as error:
+        if not disk_full(error):
+            raise
+        sys.exit(colored(f"error: the disk is full: {error}. Free some space and rerun the same "
+                         f"command; training resumes from the last checkpoint.", 'red'))
+    finally:
+        release_output_locks()
 
 
 def log(message, color=None):

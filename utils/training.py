@@ -2,11 +2,12 @@
 import json
 import os
 import random
+import warnings
 
 import numpy as np
 import torch
 
-from utils.checkpoint import atomic_save, load
+from utils.checkpoint import atomic_save, atomic_write_text, load_with_fallback
 from utils.distributed import get_rank, is_main_process
 from utils.errors import UserError
 
@@ -44,9 +45,12 @@ def build_scheduler(cfg, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-# Keys that may change between a run and its resumption without invalidating the checkpoint.
+# Keys that may change between a run and its resumption without invalidating the checkpoint:
+# where things are, how fast they run, and what happens after training (mining).
 RESUMABLE_CHANGES = {'epochs', 'num_workers', 'device', 'root_dir', 'data_dir', 'imagenet_dir',
-                     'paths', 'config_files', 'knn_every', 'fast_augmentation'}
+                     'paths', 'config_files', 'knn_every', 'fast_augmentation', 'num_neighbors',
+                     'num_neighbors_val', 'mining_index', 'mining_ivf_kwargs'}
+CHECKPOINT_KEYS = ('model', 'optimizer', 'epoch', 'config')
 
 
 def config_differences(old, new):
@@ -58,34 +62,72 @@ class ResumeConflict(UserError, RuntimeError):
     """A checkpoint exists but was written by a run with another configuration."""
 
 
+def note(message):
+    if is_main_process():
+        print(message, flush=True)
+
+
 def resume_state(cfg, checkpoint_path, device):
-    """The checkpoint dict of an interrupted run of the same config, or None to start fresh."""
-    if not os.path.isfile(checkpoint_path):
+    """The checkpoint dict of an interrupted run of the same config, or None to start fresh.
+    A missing or damaged checkpoint falls back to the previous one (see load_with_fallback)."""
+    state = load_with_fallback(checkpoint_path, device, report=note, repair=is_main_process())
+    if state is None:
         return None
-    state = load(checkpoint_path, device)
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+        raise ResumeConflict(f"{checkpoint_path} is not a training checkpoint of this step (it "
+                             f"lacks {', '.join(k for k in CHECKPOINT_KEYS if k not in state)}); "
+                             f"delete it to start the step over")
     changed = config_differences(state.get('config', {}), plain(cfg))
     if changed:
         raise ResumeConflict(
             f"{checkpoint_path} was written by a run with a different configuration "
             f"(changed: {', '.join(changed)}). Delete that file to start over, or restore "
             f"the old values to resume.")
+    done, before = state['epoch'], state['config'].get('epochs')
+    if done > cfg.epochs:
+        raise ResumeConflict(
+            f"{checkpoint_path} holds {done} trained epochs, more than epochs={cfg.epochs}: set "
+            f"epochs to {done} or more to go on from it, or delete it to train {cfg.epochs} "
+            f"epochs from the start")
+    if before != cfg.epochs and cfg.scheduler != 'constant':
+        note(f"epochs changed from {before} to {cfg.epochs}: epochs {done + 1}-{cfg.epochs} "
+             f"follow the {cfg.scheduler} schedule of {cfg.epochs} epochs; the {done} done "
+             f"followed that of {before} (delete {checkpoint_path} to train all under one)")
     return state
 
 
 def save_checkpoint(path, cfg, epoch, model, optimizer, scheduler, **extra):
-    """The whole training state of a step after `epoch` epochs (rank 0 writes it)."""
+    """The whole training state of a step after `epoch` epochs (rank 0 writes it); the one it
+    replaces is kept as `path.prev`, the fallback if this one is ever damaged."""
     if is_main_process():
         atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                      'scheduler': scheduler.state_dict(), 'epoch': epoch, 'config': plain(cfg),
-                     **extra}, path)
+                     **extra}, path, keep_previous=True)
 
 
 def restore_checkpoint(state, model, optimizer, scheduler):
-    """Load a resume_state() dict into the training objects; returns the epoch to start at."""
+    """Load a resume_state() dict into the training objects (built for the current config);
+    returns the epoch to start at. The learning-rate schedule is not loaded but replayed: see
+    replay_schedule."""
     model.load_state_dict(state['model'])
+    start_lrs = [group['lr'] for group in optimizer.param_groups]
     optimizer.load_state_dict(state['optimizer'])
-    scheduler.load_state_dict(state['scheduler'])
+    replay_schedule(scheduler, start_lrs, state['epoch'])
     return state['epoch']
+
+
+def replay_schedule(scheduler, start_lrs, epochs_done):
+    """Step a freshly built per-epoch schedule through the epochs done, from its first lr.
+
+    The saved scheduler state would carry the old config's length (CosineAnnealingLR's T_max) into
+    a run whose `epochs` changed; replaying the current one gives the next epochs the lr an
+    uninterrupted run of this config has, bit for bit (torch's cosine step is recursive)."""
+    for group, lr in zip(scheduler.optimizer.param_groups, start_lrs):
+        group['lr'] = lr
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter('ignore', UserWarning)
+        for _ in range(epochs_done):
+            scheduler.step()
 
 
 def plain(cfg):
@@ -94,16 +136,43 @@ def plain(cfg):
 
 
 class RunLog:
-    """Prints one line per epoch and appends it as JSON to the step's log.jsonl (rank 0 only)."""
+    """Prints one line per epoch and keeps it in the step's log.jsonl (rank 0 only).
+
+    The records also go into every checkpoint (save_checkpoint(..., log=run_log.records)), and
+    `start` rewrites the file from the checkpoint it resumes from: whatever the moment of a kill,
+    the log then holds each epoch of the checkpoint exactly once."""
 
     def __init__(self, path):
         self.path = path
+        self.records = []
+
+    def start(self, state):
+        """Begin (state None: an empty log) or resume from a resume_state() dict."""
+        self.records = [] if state is None else state.get('log') or self.read(state['epoch'])
+        if is_main_process():
+            atomic_write_text(self.path, ''.join(json.dumps(r) + '\n' for r in self.records))
+
+    def read(self, epochs):
+        """The first record of each epoch up to `epochs` in the file (checkpoints of before the
+        records were saved in them)."""
+        by_epoch = {}
+        if os.path.isfile(self.path):
+            with open(self.path, encoding='utf-8') as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:  # a line cut short by a kill
+                        continue
+                    by_epoch.setdefault(record.get('epoch'), record)
+        return [by_epoch[e] for e in range(1, epochs + 1) if e in by_epoch]
 
     def write(self, record):
+        record = json.loads(json.dumps(record))  # numpy numbers -> plain, as checkpoints need
+        self.records.append(record)
         if not is_main_process():
             return
         print('  '.join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in record.items()), flush=True)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path, 'a') as f:
+        with open(self.path, 'a', encoding='utf-8') as f:
             f.write(json.dumps(record) + '\n')
