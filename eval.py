@@ -30,8 +30,7 @@ from data.device_loader import make_eval_loader
 from data.image_folder import ImageFolderDataset, load_rgb
 from data.settings import complete_image_settings
 from models import ContrastiveModel, build_backbone
-from models.loading import load_trained_clustering_model, require
-from utils.checkpoint import load, load_state_dict_strict
+from models.loading import load_contrastive_weights, load_trained_clustering_model, require
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
@@ -44,8 +43,8 @@ GALLERY_MOST, GALLERY_LEAST = 12, 6  # thumbnails per cluster: most and least co
 
 
 def evaluate_pretext(cfg, model_path, device):
-    model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs).to(device)
-    load_state_dict_strict(model, load(model_path)['model'], model_path)
+    model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
+    model = load_contrastive_weights(model, model_path).to(device)
     model.eval()
     train_set, val_set = build_dataset(cfg, 'train'), build_dataset(cfg, 'val')
     train_f, train_t = compute_features(model, make_eval_loader(cfg, train_set, device), device)
@@ -72,10 +71,11 @@ def cluster_order(mapping, num_clusters):
     return [k for _, k in matched] + [k for k in range(num_clusters) if mapping[k] < 0]
 
 
-def load_clustering_model(path, device):
-    """(model on device, head index) of a SCAN or self-label model file."""
+def load_clustering_model(path, backbone, device):
+    """(model on device, head index) of a SCAN or self-label model file, ours or the original's
+    (whose files do not name their backbone: the config's is used)."""
     try:
-        model, head = load_trained_clustering_model(path)
+        model, head = load_trained_clustering_model(path, backbone)
     except (IndexError, KeyError) as e:  # no cluster head: a pretext model, or another file
         raise AnnotationError(f"{path} is not a SCAN or self-label model (no cluster head)") from e
     return model.to(device), head
@@ -309,7 +309,7 @@ def main(args):
     if cfg.step == 'pretext':
         results = evaluate_pretext(cfg, model_path, device)
     else:
-        model, head = load_clustering_model(model_path, device)
+        model, head = load_clustering_model(model_path, cfg.backbone, device)
         # the names file and the new folder are checked before the (long) predictions
         user_names = read_names(args.names, model.cluster_head[0].out_features) \
             if args.names else {}
