@@ -5,7 +5,7 @@
 
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
-model: Hungarian ACC, NMI, ARI, top-5, per-class precision/recall, confusion_matrix.png,
+model: Hungarian ACC, NMI, ARI, AMI, top-5, per-class precision/recall, confusion_matrix.png,
 prototypes.png, all in <step dir>/eval/ with metrics.json.
 
 --annotate OUTDIR (SCAN or self-label model) also writes, for the images of the val split (for a
@@ -45,6 +45,8 @@ GALLERY_MOST, GALLERY_LEAST = 12, 6  # thumbnails per cluster: most and least co
 def evaluate_pretext(cfg, model_path, device):
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
     model = load_contrastive_weights(model, model_path).to(device)
+    if cfg.setup == 'moco':  # the features its neighbours are mined on: the backbone's
+        model.contrastive_head = torch.nn.Identity()
     model.eval()
     train_set, val_set = build_dataset(cfg, 'train'), build_dataset(cfg, 'val')
     train_f, train_t = compute_features(model, make_eval_loader(cfg, train_set, device), device)
@@ -58,7 +60,7 @@ def evaluate_pretext(cfg, model_path, device):
     val_np = torch.nn.functional.normalize(val_f, dim=1).cpu().numpy()
     kmeans = KMeans(n_clusters=cfg.num_classes, n_init=10, random_state=cfg.seed).fit(train_np)
     metrics = cluster_metrics(kmeans.predict(val_np), val_t.cpu().numpy(), cfg.num_classes)
-    results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari')}
+    results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')}
     if os.path.isfile(cfg.paths.topk_neighbors_train_path):
         results['neighbor_acc_train'] = neighbor_accuracy(
             np.load(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
@@ -138,11 +140,12 @@ def print_results(results):
         km = results.get('kmeans')
         if km:
             log(f"pretext: kNN acc {results['knn_acc']:.4f}; k-means ACC {km['acc']:.4f} "
-                f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f}", 'green')
+                f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f} AMI {km['ami']:.4f}", 'green')
         return
     if 'acc' in results:
         log(f"{results['step']}: ACC {results['acc']:.4f}  NMI {results['nmi']:.4f}  "
-            f"ARI {results['ari']:.4f}  top-5 {results['acc_top5']:.4f}", 'green')
+            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
+            'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
 
 
@@ -228,7 +231,8 @@ def annotate(out_dir, dataset, probs, targets, names, source, model_path, metric
              f"({sum(1 for n in sizes if n)} non-empty); model {model_path}."]
     if metrics:
         lines.append(f"Against the labels of the images: ACC {metrics['acc']:.4f}, "
-                     f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}.")
+                     f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}, "
+                     f"AMI {metrics['ami']:.4f}.")
     if skipped:
         lines.append(f"{len(skipped):,} files were skipped (listed at the end).")
     write_gallery(os.path.join(out_dir, 'index.html'), f"Clusters of {folder or source}", lines,
@@ -241,7 +245,7 @@ def annotate(out_dir, dataset, probs, targets, names, source, model_path, metric
                             for k in range(len(sizes))],
                'skipped': [{'path': p, 'reason': r} for p, r in skipped]}
     if metrics:
-        summary['metrics'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari') if k in metrics}
+        summary['metrics'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami') if k in metrics}
     with open(os.path.join(out_dir, 'summary.json'), 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     return csv_path

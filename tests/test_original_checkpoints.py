@@ -20,6 +20,7 @@ from tests.fake_datasets import patch_checksums, write_cifar10
 from tests.pipeline_run import ROOT, run_eval
 from utils.checkpoint import WeightsMismatch
 from utils.config import load_config
+from utils.metrics import cluster_metrics
 
 VARIANTS = [('resnet18_cifar', False, 32), ('resnet18_stl', True, 96)]
 
@@ -140,19 +141,27 @@ def eval_model(env, config, path):
 
 def test_eval_reports_the_original_scan_and_selflabel_files(cifar_env, tmp_path):
     env, written = cifar_env
+    cfg = load_config(env, os.path.join(ROOT, 'configs', 'scan', 'scan_cifar10.yml'))
+    transform = build_val_transform(cfg)
+    batch = torch.stack([transform(Image.fromarray(x)) for x in written.images['test']])
     scan_model = original_clustering(False, nheads=2)
+    with torch.no_grad():  # head 1 projects onto the features' principal directions: it tells
+        features = scan_model.backbone(batch)  # the random images apart
+        centred = features - features.mean(0)
+        directions = torch.linalg.svd(centred, full_matrices=False).Vh[:10]
+        scan_model.cluster_head[1].weight.copy_(directions / centred.std())
+        scan_model.cluster_head[1].bias.copy_(-directions @ features.mean(0) / centred.std())
     scan_path = tmp_path / 'scan_cifar-10.pth.tar'
     torch.save({'model': scan_model.state_dict(), 'head': np.int64(1)}, scan_path)
     results = eval_model(env, 'scan/scan_cifar10.yml', scan_path)
     assert results['head'] == 1
     assert {'acc', 'nmi', 'ari', 'ami', 'acc_top5'} <= set(results)
     # the predictions are those of the original model's head 1 on the test images
-    cfg = load_config(env, os.path.join(ROOT, 'configs', 'scan', 'scan_cifar10.yml'))
-    transform = build_val_transform(cfg)
-    batch = torch.stack([transform(Image.fromarray(x)) for x in written.images['test']])
     with torch.no_grad():
         expected = scan_model(batch)[1].argmax(1).numpy()
     assert results['cluster_sizes'] == np.bincount(expected, minlength=10).tolist()
+    assert (np.array(results['cluster_sizes']) > 0).sum() > 3
+    assert results['acc'] == cluster_metrics(expected, written.labels['test'], 10)['acc']
     saved = json.load(open(os.path.join(cfg.paths.scan_eval_dir, 'metrics.json')))
     assert saved['ami'] == results['ami']
 
