@@ -188,3 +188,12 @@ def test_a_file_without_training_keys_is_only_for_evaluation(env, tmp_path):
     with pytest.raises(ConfigError, match="required key 'epochs' is missing"):
         load_config(env, exp)
     assert load_config(env, exp, evaluation=True).batch_size == 256
+
+
+def test_moco_without_weights_is_an_error(env, tmp_path):
+    exp = write_yaml(tmp_path / 'moco.yml', {
+        'setup': 'moco', 'backbone': 'resnet50', 'train_db_name': 'imagenet_50',
+        'val_db_name': 'imagenet_50', 'num_classes': 50, 'batch_size': 256,
+        'pretrained_weights': None, 'transformation_kwargs': {'crop_size': 224}})
+    with pytest.raises(ConfigError, match="'pretrained_weights' must name the weights file"):
+        load_config(env, exp)

@@ -292,6 +292,9 @@ def load_config(config_env, config_exp, opts=None, evaluation=False):
             raise ConfigError(f"{config_exp}: key 'folder' must name the image folder when the "
                               f"dataset is 'folder' (e.g. --opts folder=/path/to/images)")
         cfg['folder'] = os.path.abspath(os.path.expanduser(cfg['folder']))
+    if setup == 'moco' and not cfg['pretrained_weights']:
+        raise ConfigError(f"{config_exp}: setup 'moco' imports MoCo v2 weights and trains "
+                          f"nothing: key 'pretrained_weights' must name the weights file")
     if cfg.get('pretrained_weights'):
         cfg['pretrained_weights'] = os.path.abspath(os.path.expanduser(cfg['pretrained_weights']))
     if cfg['num_classes'] < 1:
