@@ -6,7 +6,7 @@
 
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
-model: Hungarian ACC, NMI, ARI, top-5, per-class precision/recall, confusion_matrix.png,
+model: Hungarian ACC, NMI, ARI, AMI, top-5, per-class precision/recall, confusion_matrix.png,
 prototypes.png, all in <step dir>/eval/ with metrics.json.
 
 --annotate OUTDIR (SCAN or self-label model) also exports, for the images of the val split (for a
@@ -30,8 +30,8 @@ from data.image_folder import ImageFolderDataset
 from data.settings import complete_image_settings, use_training_transform
 from frozen_backbone import backbone_features_for_eval, cached_val_predictions
 from models import ContrastiveModel, build_backbone
-from models.loading import load_trained_clustering_model, require
-from utils.checkpoint import load, load_state_dict_strict
+from models.loading import load_contrastive_weights, load_trained_clustering_model, require
+from models.original import read_model_file
 from utils.config import is_timm_backbone
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
@@ -45,11 +45,14 @@ PROTOTYPES_PER_CLUSTER = 8
 
 def pretext_features(cfg, model_path, device):
     """(train features, targets, val features, targets) of a pretext model: the contrastive
-    features, or a pretrained backbone's own (cached by step 1)."""
+    features, the backbone's for imported MoCo weights (what its neighbours are mined on), or a
+    pretrained timm backbone's own (cached by step 1)."""
     if is_timm_backbone(cfg.backbone):
         return backbone_features_for_eval(cfg, model_path, device)
-    model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs).to(device)
-    load_state_dict_strict(model, load(model_path)['model'], model_path)
+    model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
+    model = load_contrastive_weights(model, model_path).to(device)
+    if cfg.setup == 'moco':
+        model.contrastive_head = torch.nn.Identity()
     model.eval()
     train_set, val_set = build_dataset(cfg, 'train'), build_dataset(cfg, 'val')
     train_f, train_t = compute_features(model, make_eval_loader(cfg, train_set, device), device)
@@ -68,7 +71,7 @@ def evaluate_pretext(cfg, model_path, device):
     val_np = torch.nn.functional.normalize(val_f, dim=1).cpu().numpy()
     kmeans = KMeans(n_clusters=cfg.num_classes, n_init=10, random_state=cfg.seed).fit(train_np)
     metrics = cluster_metrics(kmeans.predict(val_np), val_t.cpu().numpy(), cfg.num_classes)
-    results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari')}
+    results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')}
     if os.path.isfile(cfg.paths.topk_neighbors_train_path):
         results['neighbor_acc_train'] = neighbor_accuracy(
             np.load(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
@@ -81,10 +84,11 @@ def cluster_order(mapping, num_clusters):
     return [k for _, k in matched] + [k for k in range(num_clusters) if mapping[k] < 0]
 
 
-def load_clustering_model(path, device):
-    """(model on device, head index) of a SCAN or self-label model file."""
+def load_clustering_model(path, backbone, device):
+    """(model on device, head index) of a SCAN or self-label model file, ours or the original's
+    (whose files do not name their backbone: the config's is used)."""
     try:
-        model, head = load_trained_clustering_model(path)
+        model, head = load_trained_clustering_model(path, backbone)
     except (IndexError, KeyError) as e:  # no cluster head: a pretext model, or another file
         raise AnnotationError(f"{path} is not a SCAN or self-label model (no cluster head)") from e
     return model.to(device), head
@@ -147,11 +151,12 @@ def print_results(results):
         km = results.get('kmeans')
         if km:
             log(f"pretext: kNN acc {results['knn_acc']:.4f}; k-means ACC {km['acc']:.4f} "
-                f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f}", 'green')
+                f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f} AMI {km['ami']:.4f}", 'green')
         return
     if 'acc' in results:
         log(f"{results['step']}: ACC {results['acc']:.4f}  NMI {results['nmi']:.4f}  "
-            f"ARI {results['ari']:.4f}  top-5 {results['acc_top5']:.4f}", 'green')
+            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
+            'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
 
 
@@ -222,12 +227,12 @@ def main(args):
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
     lock_run_folder(cfg, out_dir)
     check_fingerprint(cfg)  # the images step 1 saw
-    use_training_transform(cfg, load(model_path), model_path)
+    use_training_transform(cfg, read_model_file(model_path).config, model_path)
     export = None
     if cfg.step == 'pretext':
         results = evaluate_pretext(cfg, model_path, device)
     else:
-        model, head = load_clustering_model(model_path, device)
+        model, head = load_clustering_model(model_path, cfg.backbone, device)
         if args.names:  # the names and the new folder are checked before the predictions
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)

@@ -31,22 +31,31 @@ from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed
                             restore_checkpoint, resume_state, save_checkpoint, seed_everything)
 
 
-def train_one_epoch(model, loader, criterion, optimizer, device, epoch, head_only):
+def forward_heads(model, images, head_only):
+    """Logits of every head; a frozen backbone runs without gradients."""
+    if not head_only:
+        return model(images)
+    with torch.no_grad():
+        features = model(images, forward_pass='backbone')
+    return model(features, forward_pass='head')
+
+
+def train_one_epoch(model, loader, criterion, optimizer, device, epoch, head_only, concat):
     # With a frozen backbone its BatchNorm statistics stay frozen too (eval mode).
     model.eval() if head_only else model.train()
     sums = torch.zeros(3, device=device)
     bar = progress(loader, desc=f"scan epoch {epoch}", leave=False)
     for step, batch in enumerate(bar, 1):
-        b = batch['anchor'].shape[0]
-        images = to_device(torch.cat([batch['anchor'], batch['neighbor']]), device)
+        anchors, neighbors = (to_device(batch[k], device) for k in ('anchor', 'neighbor'))
         with autocast(device):
-            if head_only:
-                with torch.no_grad():
-                    features = model(images, forward_pass='backbone')
-                outputs = model(features, forward_pass='head')
-            else:
-                outputs = model(images)
-        losses = [criterion(out[:b], out[b:]) for out in outputs]
+            if concat:  # opt-in: one pass, BatchNorm statistics over anchors and neighbours
+                b = anchors.shape[0]
+                outputs = forward_heads(model, torch.cat([anchors, neighbors]), head_only)
+                pairs = [(out[:b], out[b:]) for out in outputs]
+            else:  # as the original: two passes, BatchNorm statistics per pass
+                pairs = list(zip(forward_heads(model, anchors, head_only),
+                                 forward_heads(model, neighbors, head_only)))
+        losses = [criterion(a, n) for a, n in pairs]
         total = sum(loss[0] for loss in losses)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -105,7 +114,8 @@ def main(args):
     ddp_model = wrap_ddp(trained, device, cfg)
     optimizer = build_optimizer(cfg, [p for p in ddp_model.parameters() if p.requires_grad])
     scheduler = build_scheduler(cfg, optimizer)
-    criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight)
+    criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight,
+                         cfg.criterion_kwargs.similarity_floor)
     run_log = RunLog(cfg.paths.scan_log)
 
     start_epoch, best = 0, {'loss': float('inf'), 'head': 0}
@@ -122,7 +132,8 @@ def main(args):
         started = time.time()
         record = {'epoch': epoch + 1, **train_one_epoch(ddp_model, train_loader, criterion,
                                                         optimizer, device, epoch,
-                                                        cfg.update_cluster_head_only)}
+                                                        cfg.update_cluster_head_only,
+                                                        cfg.concat_forward)}
         record['seconds'] = round(time.time() - started, 2)
         scheduler.step()
         if is_main_process():

@@ -65,7 +65,7 @@ def train_pretext(cfg, model, device):
     loader = make_train_loader(cfg, base, 'pretext', device)
     monitor = [build_dataset(cfg, 'train'), build_dataset(cfg, 'val')]
     ddp_model = wrap_ddp(model, device, cfg)
-    criterion = SimCLRLoss(cfg.criterion_kwargs.temperature)
+    criterion = SimCLRLoss(cfg.criterion_kwargs.temperature, cfg.criterion_kwargs.symmetric)
     optimizer = build_optimizer(cfg, ddp_model.parameters())
     scheduler = build_scheduler(cfg, optimizer)
     run_log = RunLog(cfg.paths.pretext_log)
@@ -130,7 +130,8 @@ def import_pretrained(model, path):
 
 
 def mine_and_save(model, cfg, device):
-    """Embed train and val with the val transform, mine neighbours, report their accuracy."""
+    """Embed train and val with the val transform, mine neighbours, report their accuracy.
+    `model` gives L2-normalised vectors: the contrastive head's, or the backbone's (MoCo)."""
     results = {}
     for split, k, path in (('train', cfg.num_neighbors, cfg.paths.topk_neighbors_train_path),
                            ('val', cfg.num_neighbors_val, cfg.paths.topk_neighbors_val_path)):
@@ -165,6 +166,8 @@ def main(args):
         train_pretext(cfg, model, device)
     if is_main_process():
         atomic_save({'model': model.state_dict(), 'config': plain(cfg)}, cfg.paths.pretext_model)
+        if cfg.setup == 'moco':  # as the original: mined on the backbone's features, not the MLP's
+            model.contrastive_head = torch.nn.Identity()
         mine_and_save(model, cfg, device)
     barrier()
     cleanup_distributed()

@@ -197,7 +197,8 @@ class Export:
                  f"({sum(1 for k in self.kept if sizes[k])} non-empty); model {self.model_path}."]
         if metrics:
             lines.append(f"The model against the labels of the images: ACC {metrics['acc']:.4f}, "
-                         f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}.")
+                         f"NMI {metrics['nmi']:.4f}, ARI {metrics['ari']:.4f}, "
+                         f"AMI {metrics['ami']:.4f}.")
         if self.corrections.file:
             lines.append(f"Corrections applied from {visible_text(self.corrections.file)}: "
                          f"{len(self.corrections.moves):,} images moved, "
@@ -243,7 +244,8 @@ class Export:
                                     for k in sorted(self.corrections.merges)],
                 'corrected_images': int(self.corrected.sum())}
         if metrics:
-            summary['metrics'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari') if k in metrics}
+            summary['metrics'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')
+                                  if k in metrics}
         if failed:
             summary['unreadable_now'] = [{'path': self.images.paths[i], 'reason': r}
                                          for i, r in sorted(failed.items())]

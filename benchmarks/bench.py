@@ -7,7 +7,7 @@ faithful and fast side by side, with the projected wall time of a whole pipeline
 
 faithful: DataLoader + per-image PIL transforms in `num_workers` CPU workers, fp32, contiguous.
 fast:     the device loader (uint8 images on the device, batched augmentation there), plus on
-          CUDA the scripts' bf16 autocast and channels_last (utils/device.py).
+          CUDA bf16 autocast (precision: bf16) and channels_last (utils/device.py).
 Images are synthetic uint8 arrays shaped like each dataset (the digits preset uses the real
 digits). Every figure is one JSON line on stdout; see benchmarks/README.md.
 """
@@ -228,12 +228,14 @@ def train_runner(step, cfg, model, device):
     """A function loader -> None running the script's own train_one_epoch for one epoch."""
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     if step == 'pretext':
-        criterion = SimCLRLoss(cfg.criterion_kwargs.temperature)
+        criterion = SimCLRLoss(cfg.criterion_kwargs.temperature, cfg.criterion_kwargs.symmetric)
         return lambda loader: simclr.train_one_epoch(model, loader, criterion, optimizer, device, 0)
     if step == 'scan':
-        criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight)
+        criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight,
+                             cfg.criterion_kwargs.similarity_floor)
         return lambda loader: scan.train_one_epoch(model, loader, criterion, optimizer, device, 0,
-                                                   cfg.update_cluster_head_only)
+                                                   cfg.update_cluster_head_only,
+                                                   cfg.concat_forward)
     criterion = ConfidenceBasedCE(cfg.confidence_threshold,
                                   cfg.criterion_kwargs.apply_class_balancing)
     return lambda loader: selflabel.train_one_epoch(model, None, loader, criterion, optimizer,
@@ -458,7 +460,8 @@ def main(args):
     if args.threads or (args.quick and device.type == 'cpu'):
         torch.set_num_threads(args.threads or 1)
     silence_progress_bars()
-    configure_backends(device)
+    # the fast variant on CUDA is the speed recipe (precision: bf16); the faithful one stays fp32
+    configure_backends(device, 'bf16' if device.type == 'cuda' else 'fp32')
     report = Report(device)
     for name in args.presets.split(','):
         torch.manual_seed(0)

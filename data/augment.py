@@ -3,9 +3,10 @@
 Built from torchvision transforms; the RandAugment-style op list of SCAN ("ours": n ops drawn
 with replacement, each with a uniformly random magnitude) and Cutout are written here because
 torchvision's RandAugment uses one fixed magnitude and RandomErasing draws rectangles by area
-inside the image, neither matching the published augmentation.
+inside the image, neither matching the published augmentation. The geometric ops are PIL's
+affine transforms with the original's matrices: torchvision's shear is about the image centre
+and rounds translations, the original's shear is about the top-left corner.
 """
-import math
 import random
 
 import numpy as np
@@ -19,22 +20,26 @@ def _identity(img, v):
     return img
 
 
+def _affine(img, matrix):
+    """PIL's affine transform: output pixel (x, y) takes the input at matrix . (x, y, 1)
+    (nearest, zero fill), as the original's ops call it."""
+    return img.transform(img.size, Image.AFFINE, matrix)
+
+
 def _shear_x(img, v):
-    return TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0,
-                     shear=[math.degrees(math.atan(v)), 0.0])
+    return _affine(img, (1, v, 0, 0, 1, 0))
 
 
 def _shear_y(img, v):
-    return TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0,
-                     shear=[0.0, math.degrees(math.atan(v))])
+    return _affine(img, (1, 0, 0, v, 1, 0))
 
 
 def _translate_x(img, v):
-    return TF.affine(img, angle=0.0, translate=[round(v * img.size[0]), 0], scale=1.0, shear=[0.0])
+    return _affine(img, (1, 0, v * img.size[0], 0, 1, 0))
 
 
 def _translate_y(img, v):
-    return TF.affine(img, angle=0.0, translate=[0, round(v * img.size[1])], scale=1.0, shear=[0.0])
+    return _affine(img, (1, 0, 0, 0, 1, v * img.size[1]))
 
 
 # (name, op(img, magnitude), min magnitude, max magnitude), as published.
@@ -56,34 +61,41 @@ STRONG_OPS = [
 ]
 
 
+# The original's rotate, shear and translate flip the sign of their magnitude with probability 0.5.
+SIGN_FLIPPED = ('rotate', 'shear_x', 'shear_y', 'translate_x', 'translate_y')
+
+
 class RandomStrongOps:
-    """Apply `n` ops drawn with replacement from STRONG_OPS, each with a random magnitude."""
+    """Apply `n` ops drawn with replacement from STRONG_OPS, each with a random magnitude (its
+    sign flipped with probability 0.5 for the SIGN_FLIPPED ops), drawn as the original does."""
 
     def __init__(self, n):
         self.n = n
 
     def __call__(self, img):
-        for _, op, low, high in random.choices(STRONG_OPS, k=self.n):
-            img = op(img, low + (high - low) * random.random())
+        for name, op, low, high in random.choices(STRONG_OPS, k=self.n):
+            v = low + (high - low) * random.random()
+            if name in SIGN_FLIPPED and random.random() > 0.5:
+                v = -v
+            img = op(img, v)
         return img
 
 
 class Cutout:
-    """Zero `n_holes` squares of side `length` (random in [1, length] if `random`) centred
-    anywhere in the image (clipped at the borders), on a normalised C x H x W tensor."""
+    """The original's Cutout on a normalised C x H x W tensor: one side length drawn from
+    1..length per call (`random` is accepted and, as there, not read), then `n_holes` squares
+    [c - side//2, c + side//2) around uniform centres, clipped at the borders, set to zero."""
 
     def __init__(self, n_holes=1, length=16, random=True):
         self.n_holes, self.length, self.random = n_holes, length, random
 
     def __call__(self, img):
         h, w = img.shape[1:]
+        side = random.randint(1, self.length)
         mask = torch.ones(h, w, dtype=img.dtype)
         for _ in range(self.n_holes):
-            length = np.random.randint(1, self.length + 1) if self.random else self.length
             y, x = np.random.randint(h), np.random.randint(w)
-            y1, y2 = max(0, y - length // 2), min(h, y + length // 2 + length % 2)
-            x1, x2 = max(0, x - length // 2), min(w, x + length // 2 + length % 2)
-            mask[y1:y2, x1:x2] = 0
+            mask[max(0, y - side // 2):y + side // 2, max(0, x - side // 2):x + side // 2] = 0
         return img * mask
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as F
 
-from data.augment import STRONG_OPS
+from data.augment import SIGN_FLIPPED, STRONG_OPS
 
 RRC_RATIO = (3 / 4, 4 / 3)  # torchvision's default, as the faithful RandomResizedCrop uses
 
@@ -147,21 +147,21 @@ def affine_nearest(images, theta):
 
 
 def inverse_maps(ids, magnitudes, height, width):
-    """Per-image inverse maps of the geometric STRONG_OPS (`ids` index STRONG_OPS), as
-    torchvision computes them for PIL: rotation (counter-clockwise, degrees) and shear about
-    (W/2, H/2), translation by a rounded number of pixels; float64 N x 3 x 3 on the CPU."""
+    """Per-image inverse maps of the geometric STRONG_OPS (`ids` index STRONG_OPS) as the
+    faithful ops give them to PIL: rotation (counter-clockwise, degrees) about (W/2, H/2);
+    shear about the top-left corner, (1, v, 0, 0, 1, 0) and (1, 0, 0, v, 1, 0); translation by
+    v * W or v * H pixels, unrounded; float64 N x 3 x 3 on the CPU."""
     def where(name, value):
         return torch.where(ids == STRONG_NAMES.index(name), value, torch.zeros_like(value))
     v = magnitudes.double()
     cx, cy = width / 2, height / 2
     angle = where('rotate', torch.deg2rad(v))
     c, s = torch.cos(angle), torch.sin(angle)
-    shear_x, shear_y = where('shear_x', v), where('shear_y', v)
     m = torch.zeros(len(ids), 3, 3, dtype=torch.float64)
-    m[:, 0, 0], m[:, 0, 1] = c, -s + shear_x
-    m[:, 1, 0], m[:, 1, 1] = s + shear_y, c
-    m[:, 0, 2] = cx - c * cx + s * cy - shear_x * cy - where('translate_x', (v * width).round())
-    m[:, 1, 2] = cy - s * cx - c * cy - shear_y * cx - where('translate_y', (v * height).round())
+    m[:, 0, 0], m[:, 0, 1] = c, -s + where('shear_x', v)
+    m[:, 1, 0], m[:, 1, 1] = s + where('shear_y', v), c
+    m[:, 0, 2] = cx - c * cx + s * cy + where('translate_x', v * width)
+    m[:, 1, 2] = cy - s * cx - c * cy + where('translate_y', v * height)
     m[:, 2, 2] = 1
     return m
 
@@ -299,11 +299,15 @@ STRONG_NAMES = [name for name, *_ in STRONG_OPS]
 
 def draw_strong_ops(n, num_ops):
     """RandomStrongOps' choices for n images: op ids (n x num_ops, indices into STRONG_OPS,
-    drawn with replacement) and a uniformly random magnitude in each op's range."""
+    drawn with replacement) and a uniformly random magnitude in each op's range, its sign
+    flipped with probability 0.5 for the SIGN_FLIPPED ops."""
     ids = torch.randint(len(STRONG_OPS), (n, num_ops))
     low = torch.tensor([op[2] for op in STRONG_OPS], dtype=torch.float64)[ids]
     high = torch.tensor([op[3] for op in STRONG_OPS], dtype=torch.float64)[ids]
-    return ids, low + (high - low) * torch.rand(n, num_ops, dtype=torch.float64)
+    magnitudes = low + (high - low) * torch.rand(n, num_ops, dtype=torch.float64)
+    flipped = torch.tensor([name in SIGN_FLIPPED for name in STRONG_NAMES])[ids]
+    flip = flipped & (torch.rand(n, num_ops) < 0.5)
+    return ids, torch.where(flip, -magnitudes, magnitudes)
 
 
 def apply_strong_op(images, ids, magnitudes):
@@ -319,17 +323,18 @@ def apply_strong_op(images, ids, magnitudes):
 
 
 def cutout(images, n_holes, length, random=True):
-    """data/augment.py's Cutout per image on a normalised batch: squares of side uniform in
-    [1, length] (or `length`) centred anywhere, clipped at the borders, set to zero."""
+    """data/augment.py's Cutout per image on a normalised batch: a length drawn from 1..length
+    per image (`random` not read, as there), squares [c - length//2, c + length//2) around
+    uniform centres, clipped at the borders, set to zero."""
     n, _, height, width = images.shape
     keep = torch.ones(n, 1, height, width, dtype=torch.bool, device=images.device)
     ys = torch.arange(height, device=images.device).view(1, height, 1)
     xs = torch.arange(width, device=images.device).view(1, 1, width)
+    half = torch.randint(1, length + 1, (n,)) // 2
     for _ in range(n_holes):
-        side = torch.randint(1, length + 1, (n,)) if random else torch.full((n,), length)
         cy, cx = torch.randint(height, (n,)), torch.randint(width, (n,))
-        y1, y2 = (cy - side // 2).clamp(min=0), (cy + side // 2 + side % 2).clamp(max=height)
-        x1, x2 = (cx - side // 2).clamp(min=0), (cx + side // 2 + side % 2).clamp(max=width)
+        y1, y2 = (cy - half).clamp(min=0), (cy + half).clamp(max=height)
+        x1, x2 = (cx - half).clamp(min=0), (cx + half).clamp(max=width)
         box = [t.to(images.device, non_blocking=True).view(n, 1, 1) for t in (y1, y2, x1, x2)]
         hole = (ys >= box[0]) & (ys < box[1]) & (xs >= box[2]) & (xs < box[3])
         keep &= ~hole.unsqueeze(1)

@@ -1,11 +1,15 @@
 """ImageNet and its 50/100/200-class subsets, read from an ImageFolder tree root/<split>/<wnid>/.
 
+As in the original, every image is first resized to 256 pixels (shorter side) inside the
+dataset, before any transform (train and val alike; the val transform then center-crops 224).
+
 ImageNet cannot be downloaded automatically (it needs a licence), so a missing tree is an error
 that shows the layout to build. Subset class lists live in data/imagenet_subsets/.
 """
 import os
 
 import numpy as np
+import torchvision.transforms as T
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import pil_loader
 
@@ -15,6 +19,7 @@ from data.download import DatasetUnavailable
 SUBSETS = ('imagenet', 'imagenet_50', 'imagenet_100', 'imagenet_200')
 SUBSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imagenet_subsets')
 SHOWN_MISSING = 5
+RESIZE = 256
 
 
 def read_class_list(subset):
@@ -69,6 +74,7 @@ class ImageNetSubset(ImageDataset):
             tree = ClassListFolder(split_dir, self.wnids, subset)
         self.paths = [path for path, _ in tree.samples]
         self.targets = np.asarray(tree.targets, dtype=np.int64)
+        self.resize = T.Resize(RESIZE)  # PIL bilinear, as the original's
 
     def load_image(self, index):
-        return pil_loader(self.paths[index])
+        return self.resize(pil_loader(self.paths[index]))

@@ -96,11 +96,11 @@ def _flat(values, prefix=''):
     return out
 
 
-def use_training_transform(cfg, saved_model, source):
+def use_training_transform(cfg, trained, source):
     """Eval preprocesses images as the model's training run did: the transform settings (crop
-    size, resize, normalisation) come from the config saved in the model file `saved_model`;
-    values that the eval config asks for in vain are reported."""
-    trained = saved_model.get('config') if isinstance(saved_model, dict) else None
+    size, resize, normalisation) come from `trained`, the config saved in the model file
+    `source` (None for the original code's files, which hold none); values that the eval config
+    asks for in vain are reported."""
     saved = trained.get('transformation_kwargs') if isinstance(trained, dict) else None
     if not saved:
         return cfg  # a model file without its config: the eval config's settings

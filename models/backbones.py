@@ -1,9 +1,11 @@
 """Backbones: each returns {'backbone': module mapping images to feature vectors, 'dim': int}.
 
 ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool) for 32x32 images and the STL
-stem (3x3 conv, stride 1, then max-pool) for 96x96 images, torchvision's ResNet-50 for ImageNet,
-and a small VGG-style network for tiny images (the digits) where a ResNet-18 would be wasted
-compute on two CPU cores.
+stem (3x3 conv, stride 1, then the original's MaxPool2d(2, 2, padding=1): 96 -> 49, stages at
+49, 25, 13, 7) for 96x96 images, torchvision's ResNet-50 for ImageNet, and a small VGG-style
+network for tiny images (the digits) where a ResNet-18 would be wasted compute on two CPU cores.
+The ResNet-18s are torchvision's blocks, which compute what the original's do; only their
+parameter names differ (`downsample` where it says `shortcut`: models/original.py converts).
 """
 import torch.nn as nn
 import torchvision
@@ -13,21 +15,25 @@ from utils.config import is_timm_backbone
 BACKBONES = ('small', 'resnet18_cifar', 'resnet18_stl', 'resnet50')
 
 
-def _resnet18(keep_maxpool):
+def _resnet18(maxpool):
     net = torchvision.models.resnet18(weights=None)
+    # torchvision initialises its own layers as the original does (kaiming-normal fan_out convs,
+    # BatchNorm 1 and 0); the replaced stem conv gets the same.
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    if not keep_maxpool:
-        net.maxpool = nn.Identity()
+    nn.init.kaiming_normal_(net.conv1.weight, mode='fan_out', nonlinearity='relu')
+    net.maxpool = maxpool
+    # torchvision's AdaptiveAvgPool2d(1) is the original STL AvgPool2d(7) on its 7x7 map, and
+    # still one vector per image at other input sizes (folders).
     net.fc = nn.Identity()
     return {'backbone': net, 'dim': 512}
 
 
 def resnet18_cifar():
-    return _resnet18(keep_maxpool=False)
+    return _resnet18(nn.Identity())
 
 
 def resnet18_stl():
-    return _resnet18(keep_maxpool=True)
+    return _resnet18(nn.MaxPool2d(kernel_size=2, stride=2, padding=1))
 
 
 def resnet50():

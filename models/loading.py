@@ -1,8 +1,12 @@
-"""Build the ClusteringModel of steps 2 and 3 from the previous step's weights, strictly."""
+"""Build the ClusteringModel of steps 2 and 3 from the previous step's weights, strictly.
+
+Every model file is read by models.original.read_model_file: this project's own files and the
+original SCAN code's (the authors' released checkpoints) load the same way."""
 import os
 
 from models import ClusteringModel, build_backbone
-from utils.checkpoint import load, load_state_dict_strict
+from models.original import read_model_file
+from utils.checkpoint import load_state_dict_strict
 
 
 def require(path, produced_by):
@@ -16,7 +20,7 @@ def clustering_model_from_pretext(cfg):
     path = cfg.paths.pretext_model
     require(path, 'simclr.py')
     model = ClusteringModel(build_backbone(cfg.backbone), cfg.num_classes, cfg.num_heads)
-    load_state_dict_strict(model, load(path)['model'], path,
+    load_state_dict_strict(model, read_model_file(path).state, path,
                            allowed_missing=('cluster_head.',),
                            allowed_unexpected=('contrastive_head.',))
     return model
@@ -26,23 +30,29 @@ def clustering_model_from_scan(cfg):
     """One-head model from the best head of the SCAN model (its index is saved with it)."""
     path = cfg.paths.scan_model
     require(path, 'scan.py')
-    saved = load(path)
-    head = saved['head']
-    state = {k: v for k, v in saved['model'].items() if not k.startswith('cluster_head.')}
+    saved = read_model_file(path)
+    head = saved.head
+    state = {k: v for k, v in saved.state.items() if not k.startswith('cluster_head.')}
     state.update({k.replace(f'cluster_head.{head}.', 'cluster_head.0.', 1): v
-                  for k, v in saved['model'].items() if k.startswith(f'cluster_head.{head}.')})
+                  for k, v in saved.state.items() if k.startswith(f'cluster_head.{head}.')})
     model = ClusteringModel(build_backbone(cfg.backbone), cfg.num_classes, nheads=1)
     load_state_dict_strict(model, state, path)
     return model
 
 
-def load_trained_clustering_model(path):
-    """A ClusteringModel saved by scan.py or selflabel.py, with the head index saved beside it."""
-    saved = load(path)
-    cfg_backbone = saved['config']['backbone']
-    state = saved['model']
-    heads = sorted({int(k.split('.')[1]) for k in state if k.startswith('cluster_head.')})
-    num_clusters = state[f'cluster_head.{heads[0]}.weight'].shape[0]
-    model = ClusteringModel(build_backbone(cfg_backbone), num_clusters, nheads=len(heads))
-    load_state_dict_strict(model, state, path)
-    return model, int(saved.get('head', 0))
+def load_trained_clustering_model(path, backbone):
+    """A ClusteringModel saved by scan.py or selflabel.py (or the original code) with the index
+    of its best head; `backbone` names the network where the file does not (original files)."""
+    saved = read_model_file(path)
+    backbone = saved.config['backbone'] if saved.config else backbone
+    heads = sorted({int(k.split('.')[1]) for k in saved.state if k.startswith('cluster_head.')})
+    num_clusters = saved.state[f'cluster_head.{heads[0]}.weight'].shape[0]
+    model = ClusteringModel(build_backbone(backbone), num_clusters, nheads=len(heads))
+    load_state_dict_strict(model, saved.state, path)
+    return model, saved.head
+
+
+def load_contrastive_weights(model, path):
+    """Weights of a pretext model file (ours or the original's) into a ContrastiveModel."""
+    load_state_dict_strict(model, read_model_file(path).state, path)
+    return model

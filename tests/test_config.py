@@ -146,3 +146,56 @@ def test_folder_dataset_needs_folder(env, tmp_path):
 def test_step_specific_keys_are_checked_per_step(env, tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'num_heads'"):
         load_config(env, digits_exp(tmp_path, num_heads=3))   # a SCAN key in a pretext config
+
+
+def test_env_with_only_root_dir_puts_datasets_under_it(tmp_path):
+    env = write_yaml(tmp_path / 'env.yml', {'root_dir': 'out'})  # the original's env.yml
+    cfg = load_config(env, digits_exp(tmp_path))
+    assert cfg.data_dir == str(tmp_path / 'out' / 'datasets')
+    assert cfg.imagenet_dir == str(tmp_path / 'out' / 'datasets' / 'imagenet')
+
+
+@pytest.mark.parametrize('dataset,variant', [('cifar-10', 'resnet18_cifar'),
+                                             ('cifar-20', 'resnet18_cifar'),
+                                             ('stl-10', 'resnet18_stl')])
+def test_resnet18_is_the_dataset_variant(env, tmp_path, dataset, variant):
+    cfg = load_config(env, digits_exp(tmp_path, backbone='resnet18', train_db_name=dataset,
+                                      val_db_name=dataset))
+    assert cfg.backbone == variant
+
+
+def test_selflabel_trains_one_head(env, tmp_path):
+    content = yaml.safe_load(open(os.path.join(ROOT, 'configs', 'selflabel',
+                                               'selflabel_digits.yml')))
+    with pytest.raises(ConfigError, match=r"key 'num_heads' must be one of \[1\], got 2"):
+        load_config(env, write_yaml(tmp_path / 'exp.yml', {**content, 'num_heads': 2}))
+
+
+def test_moco_file_needs_no_training_keys(env, tmp_path):
+    exp = write_yaml(tmp_path / 'moco.yml', {
+        'setup': 'moco', 'backbone': 'resnet50', 'train_db_name': 'imagenet_50',
+        'val_db_name': 'imagenet_50', 'num_classes': 50, 'temperature': 0.07, 'batch_size': 256,
+        'transformation_kwargs': {'crop_size': 224}})
+    cfg = load_config(env, exp)
+    assert cfg.step == 'pretext' and cfg.epochs == 0 and cfg.num_neighbors == 50
+    assert cfg.pretrained_weights.endswith(os.path.join('pretrained',
+                                                        'moco_v2_800ep_pretrain.pth.tar'))
+
+
+def test_a_file_without_training_keys_is_only_for_evaluation(env, tmp_path):
+    content = yaml.safe_load(open(os.path.join(ROOT, 'configs', 'scan', 'scan_digits.yml')))
+    for key in ('epochs', 'batch_size', 'optimizer', 'optimizer_kwargs'):
+        del content[key]
+    exp = write_yaml(tmp_path / 'eval.yml', content)
+    with pytest.raises(ConfigError, match="required key 'epochs' is missing"):
+        load_config(env, exp)
+    assert load_config(env, exp, evaluation=True).batch_size == 256
+
+
+def test_moco_without_weights_is_an_error(env, tmp_path):
+    exp = write_yaml(tmp_path / 'moco.yml', {
+        'setup': 'moco', 'backbone': 'resnet50', 'train_db_name': 'imagenet_50',
+        'val_db_name': 'imagenet_50', 'num_classes': 50, 'batch_size': 256,
+        'pretrained_weights': None, 'transformation_kwargs': {'crop_size': 224}})
+    with pytest.raises(ConfigError, match="'pretrained_weights' must name the weights file"):
+        load_config(env, exp)

@@ -238,8 +238,19 @@ def test_imagenet_50(tmp_path):
     for path, target in zip(dataset.paths, dataset.targets):
         assert os.path.basename(os.path.dirname(path)) == wnids[target]  # list order
     sample = dataset[3]
-    assert sample['image'].mode == 'RGB' and sample['image'].size == (8, 8)
+    # resized to 256 (shorter side) inside the dataset, before any transform, as the original
+    assert sample['image'].mode == 'RGB' and sample['image'].size == (256, 256)
     assert sample['path'] == dataset.paths[3]
+
+
+def test_imagenet_resizes_the_shorter_side_to_256_before_the_transform(tmp_path):
+    os.makedirs(tmp_path / 'val' / 'n01')
+    Image.new('RGB', (300, 150), (10, 20, 30)).save(tmp_path / 'val' / 'n01' / 'a.JPEG')
+    seen = []
+    dataset = ImageNetSubset(str(tmp_path), 'imagenet', split='val',
+                             transform=lambda image: seen.append(image.size) or image)
+    dataset[0]
+    assert seen == [(512, 256)]
 
 
 def test_imagenet_missing_class_folders(tmp_path):

@@ -18,6 +18,7 @@ from tests.pipeline_run import ROOT, folder_outputs, write_config, write_env
 from tests.shapes import SHAPES, write_shapes
 
 GLOBAL_BATCH = 8
+LOSSES = ('simclr', 'simclr_symmetric', 'scan', 'scan_two_passes', 'ce')
 
 
 def global_batch():
@@ -41,8 +42,12 @@ def one_step(loss_name, rank, world):
     out = wrapped(x.flatten(0, 1)).view(b, 2, -1)
     if loss_name == 'simclr':
         loss = SimCLRLoss(0.5)(F.normalize(out, dim=2))
+    elif loss_name == 'simclr_symmetric':
+        loss = SimCLRLoss(0.5, symmetric=True)(F.normalize(out, dim=2))
     elif loss_name == 'scan':
         loss = SCANLoss(5.0)(out[:, 0], out[:, 1])[0]
+    elif loss_name == 'scan_two_passes':  # scan.py's default: anchors, then neighbours
+        loss = SCANLoss(5.0)(wrapped(x[:, 0]), wrapped(x[:, 1]))[0]
     else:
         loss, _ = ConfidenceBasedCE(0.99)(weak, out[:, 1])
     optimizer.zero_grad()
@@ -58,7 +63,7 @@ def one_step(loss_name, rank, world):
 def worker(rank, world, folder):
     dist.init_process_group('gloo', init_method=f'file://{folder}/rendezvous', rank=rank,
                             world_size=world)
-    results = {name: one_step(name, rank, world) for name in ('simclr', 'scan', 'ce')}
+    results = {name: one_step(name, rank, world) for name in LOSSES}
     if rank == 0:
         torch.save(results, os.path.join(folder, 'ddp.pt'))
     dist.destroy_process_group()
@@ -67,7 +72,7 @@ def worker(rank, world, folder):
 def test_two_process_step_equals_one_process_step(tmp_path):
     mp.spawn(worker, args=(2, str(tmp_path)), nprocs=2)
     ddp = torch.load(tmp_path / 'ddp.pt', weights_only=True)
-    for name in ('simclr', 'scan', 'ce'):
+    for name in LOSSES:
         single_loss, single_params = one_step(name, 0, 1)
         ddp_loss, ddp_params = ddp[name]
         assert ddp_loss == pytest.approx(single_loss, rel=1e-5), name

@@ -1,10 +1,11 @@
 """The three losses against values worked out by hand."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from losses import ConfidenceBasedCE, SCANLoss, SimCLRLoss
+from losses import ConfidenceBasedCE, SCANLoss, SimCLRLoss, lowest_loss_head, scan_head_losses
 
 
 def views(*pairs):
@@ -31,6 +32,42 @@ def test_simclr_temperature_sharpens():
     assert SimCLRLoss(temperature=0.1)(features).item() == pytest.approx(expected, abs=1e-6)
 
 
+def one_sided_example():
+    # image 0: views [1, 0] and [0, 1]; image 1: both views [1, 0]; temperature 1
+    return views([[1, 0], [0, 1]], [[1, 0], [1, 0]])
+
+
+def test_simclr_is_one_sided_by_default():
+    # Anchors are the first views only. Image 0's anchor [1, 0]: positive [0, 1] (dot 0)
+    # against two dots of 1 -> log(1 + 2e). Image 1's anchor [1, 0]: positive dot 1 against
+    # dots 1 and 0 -> log(2 + 1/e). The loss is their mean.
+    expected = (math.log(1 + 2 * math.e) + math.log(2 + 1 / math.e)) / 2
+    assert SimCLRLoss(temperature=1.0)(one_sided_example()).item() == pytest.approx(expected,
+                                                                                   abs=1e-6)
+
+
+def test_simclr_symmetric_is_opt_in():
+    # The second views are anchors too: image 0's [0, 1] has dots 0, 0, 0 -> log 3; image 1's
+    # [1, 0] has positive dot 1 against dots 1 and 0 -> log(2 + 1/e).
+    expected = (math.log(1 + 2 * math.e) + 2 * math.log(2 + 1 / math.e) + math.log(3)) / 4
+    loss = SimCLRLoss(temperature=1.0, symmetric=True)(one_sided_example())
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_simclr_matches_the_supcontrast_form():
+    # the original's computation, written out: anchors = first views, contrast = all 2b views,
+    # the anchor itself masked out, mean -log p(positive)
+    features = torch.nn.functional.normalize(torch.randn(6, 2, 5, generator=torch.Generator()
+                                                         .manual_seed(0)), dim=2)
+    b, t = 6, 0.3
+    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
+    dots = features[:, 0] @ contrast.T / t
+    logits_mask = torch.ones(b, 2 * b).scatter(1, torch.arange(b).view(-1, 1), 0)
+    log_prob = dots - torch.log((torch.exp(dots) * logits_mask).sum(1, keepdim=True))
+    expected = -log_prob[torch.arange(b), torch.arange(b) + b].mean()
+    assert SimCLRLoss(t)(features).item() == pytest.approx(expected.item(), abs=1e-5)
+
+
 def logits_of(probs):
     return torch.tensor(probs).log()
 
@@ -49,6 +86,47 @@ def test_scan_loss_confident_consistent_pairs():
     assert consistency.item() == pytest.approx(-math.log(0.68), abs=1e-5)  # 0.64 + 0.04
     assert entropy.item() == pytest.approx(math.log(2), abs=1e-5)           # mean is uniform
     assert total.item() == pytest.approx(-math.log(0.68) - 2 * math.log(2), abs=1e-5)
+
+
+def test_scan_loss_fully_disagreeing_pair_costs_100():
+    # torch's BCELoss, as the original: log(0) is clamped at -100
+    _, consistency, _ = SCANLoss()(logits_of([[1.0, 0.0]]), logits_of([[0.0, 1.0]]))
+    assert consistency.item() == pytest.approx(100.0)
+
+
+def test_scan_loss_keeps_a_gradient_on_nearly_disagreeing_pairs():
+    # similarity 2 e^-40 / (1 + e^-40): about 8.5e-18, far below the 1e-8 a clamp would stop at
+    anchor = torch.tensor([[20.0, -20.0]], requires_grad=True)
+    _, consistency, _ = SCANLoss()(anchor, torch.tensor([[-20.0, 20.0]]))
+    expected = -math.log(2 * math.exp(-40) / (1 + math.exp(-40)))
+    assert consistency.item() == pytest.approx(expected, rel=1e-4)    # 39.3, not 18.4
+    consistency.backward()  # a clamp at 1e-8 would give exactly 0 here
+    assert anchor.grad.abs().sum().item() > 0
+
+
+def test_scan_similarity_floor_is_opt_in():
+    # with a floor of 1e-8 the pair costs -log(1e-8) = 18.42 and pulls no more
+    anchor = torch.tensor([[20.0, -20.0]], requires_grad=True)
+    _, consistency, _ = SCANLoss(similarity_floor=1e-8)(anchor, torch.tensor([[-20.0, 20.0]]))
+    assert consistency.item() == pytest.approx(-math.log(1e-8), rel=1e-4)
+    consistency.backward()
+    assert anchor.grad.abs().sum().item() == 0
+
+
+def test_scan_head_losses_as_the_original_evaluation():
+    # 3 images, each with itself and one other as neighbours; head 1 puts image 2 alone
+    neighbors = [[0, 1], [1, 0], [2, 0]]
+    same = [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
+    split = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+    h_same, h_split = scan_head_losses([np.array(same), np.array(split)], np.array(neighbors))
+    assert h_same['consistency'] == pytest.approx(0.0)
+    assert h_same['entropy'] == pytest.approx(0, abs=1e-6)
+    # one pair of six has similarity 0: 100 / 6; entropy of (2/3, 1/3), weight 1
+    assert h_split['consistency'] == pytest.approx(100 / 6)
+    ent = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert h_split['entropy'] == pytest.approx(ent, abs=1e-6)
+    assert h_split['total'] == pytest.approx(100 / 6 - ent, abs=1e-5)
+    assert lowest_loss_head([h_same, h_split]) == (0, pytest.approx(0.0, abs=1e-6))
 
 
 def test_scan_loss_penalises_collapse_through_entropy():

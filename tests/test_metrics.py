@@ -12,7 +12,7 @@ def test_permuted_labels_score_perfectly():
     permutation = np.array([3, 0, 4, 1, 2])
     metrics = cluster_metrics(permutation[targets], targets, 5)
     assert metrics['acc'] == 1.0 and metrics['nmi'] == pytest.approx(1.0)
-    assert metrics['ari'] == pytest.approx(1.0)
+    assert metrics['ari'] == pytest.approx(1.0) and metrics['ami'] == pytest.approx(1.0)
     assert metrics['mapping'] == {int(permutation[c]): c for c in range(5)}
 
 
@@ -22,6 +22,15 @@ def test_partial_agreement_known_value():
     metrics = cluster_metrics(clusters, targets, 2)
     assert metrics['acc'] == pytest.approx(6 / 8)
     assert hungarian_match(clusters, targets, 2, 2) == {1: 0, 0: 1}
+
+
+def test_ami_is_chance_adjusted():
+    # independent clusterings: AMI near 0 while NMI is not; the original reports AMI for
+    # ImageNet-1000 (from the contingency table: sklearn's adjusted_mutual_info_score)
+    rng = np.random.default_rng(1)
+    targets, clusters = rng.integers(0, 10, 300), rng.integers(0, 10, 300)
+    metrics = cluster_metrics(clusters, targets, 10)
+    assert abs(metrics['ami']) < 0.02 and metrics['nmi'] > 0.02
 
 
 def test_more_clusters_than_classes_leaves_some_unmatched():

@@ -75,3 +75,48 @@ def test_weighted_knn_on_separable_features():
     acc = weighted_knn_accuracy(train, targets, query, torch.tensor([0, 1]), 2, k=3)
     assert acc == 1.0
     assert weighted_knn_accuracy(train, targets, query, torch.tensor([1, 0]), 2, k=3) == 0.0
+
+
+def test_moco_step_mines_on_the_normalised_backbone_features(tmp_path):
+    """setup: moco (ImageNet): the imported weights' backbone features, L2-normalised, not the
+    MLP's output, give the neighbours, as in the original."""
+    import os
+
+    from PIL import Image
+
+    from data import build_dataset
+    from data.augment import build_val_transform
+    from data.imagenet import read_class_list
+    from models import ContrastiveModel, build_backbone
+    from tests.pipeline_run import ROOT, run_step, write_env
+    from tests.test_models import moco_checkpoint
+    from utils.config import load_config
+    import simclr
+
+    rng = np.random.default_rng(0)
+    wnids, _ = read_class_list('imagenet_50')
+    for split in ('train', 'val'):  # one noise image per class: no two alike
+        for wnid in wnids:
+            os.makedirs(tmp_path / 'data' / 'imagenet' / split / wnid)
+            Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(
+                tmp_path / 'data' / 'imagenet' / split / wnid / 'a.JPEG', quality=95)
+    torch.manual_seed(0)
+    source = ContrastiveModel(build_backbone('resnet50'))
+    torch.save(moco_checkpoint(source), tmp_path / 'moco.pth.tar')
+    env = write_env(str(tmp_path), tmp_path / 'out')
+    exp = os.path.join(ROOT, 'configs', 'pretext', 'moco_imagenet_50.yml')
+    opts = [f"pretrained_weights={tmp_path / 'moco.pth.tar'}", 'num_neighbors=5',
+            'transformation_kwargs.crop_size=32', 'num_workers=0', 'batch_size=25']
+    run_step(simclr, env, exp, *opts)
+
+    cfg = load_config(env, exp, opts)
+    dataset = build_dataset(cfg, 'train', transform=build_val_transform(cfg))
+    images = torch.stack([dataset[i]['image'] for i in range(len(dataset))])
+    source.eval()
+    with torch.no_grad():
+        backbone = source.backbone(images)
+        head = source(images)
+    mined = np.load(cfg.paths.topk_neighbors_train_path)
+    # batches of another size may swap two near-tied neighbours, nothing more
+    assert (mined == mine_nearest_neighbors(backbone, 5)).mean() > 0.98
+    assert (mined == mine_nearest_neighbors(head, 5)).mean() < 0.8

@@ -17,6 +17,43 @@ def test_backbone_feature_dims(name, size, dim):
     assert backbone['backbone'](torch.randn(2, 3, size, size)).shape == (2, dim)
 
 
+def test_stl_feature_map_sizes_follow_the_original():
+    # MaxPool2d(2, 2, padding=1): 96 -> 49, then the stages at 49, 25, 13, 7
+    net = build_backbone('resnet18_stl')['backbone']
+    sizes = []
+    for name in ('layer1', 'layer2', 'layer3', 'layer4'):
+        getattr(net, name).register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1]))
+    stem = net.maxpool(net.relu(net.bn1(net.conv1(torch.randn(1, 3, 96, 96)))))
+    assert stem.shape[-1] == 49
+    net(torch.randn(1, 3, 96, 96))
+    assert sizes == [49, 25, 13, 7]
+
+
+def test_stl_pool_is_the_original_avgpool7():
+    net = build_backbone('resnet18_stl')['backbone'].eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        pooled = torch.nn.AvgPool2d(7)(net.layer4(net.layer3(net.layer2(net.layer1(
+            net.maxpool(net.relu(net.bn1(net.conv1(x)))))))))
+        assert torch.allclose(net(x), pooled.flatten(1), atol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['resnet18_cifar', 'resnet18_stl', 'resnet50'])
+def test_resnet_init_is_kaiming_fan_out_and_unit_batchnorm(name):
+    torch.manual_seed(0)
+    net = build_backbone(name)['backbone']
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        out_channels, _, kh, kw = conv.weight.shape
+        expected_std = (2 / (out_channels * kh * kw)) ** 0.5  # kaiming normal, fan_out, relu
+        assert conv.weight.std().item() == pytest.approx(expected_std, rel=0.2 if
+                                                          conv.weight.numel() > 1000 else 0.5)
+    if name != 'resnet50':  # our 3x3 stem conv replaces torchvision's: initialised the same way
+        assert net.conv1.weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
 def test_contrastive_output_is_normalised():
     model = ContrastiveModel(build_backbone('small'), head='mlp', features_dim=16)
     out = model(torch.randn(4, 3, 16, 16))

@@ -35,7 +35,8 @@ class Key:
 
 DATASETS = ('digits', 'cifar-10', 'cifar-20', 'stl-10', 'imagenet', 'imagenet_50',
             'imagenet_100', 'imagenet_200', 'folder')
-BACKBONES = ('auto', 'small', 'resnet18_cifar', 'resnet18_stl', 'resnet50')
+# 'resnet18', as the original's files say, is the dataset's variant (STL stem for STL-10).
+BACKBONES = ('auto', 'small', 'resnet18', 'resnet18_cifar', 'resnet18_stl', 'resnet50')
 # `backbone: timm/<model name>`: a pretrained timm model, used frozen as a feature extractor.
 TIMM_PREFIX = 'timm/'
 NUMBER = (int, float)
@@ -48,13 +49,13 @@ INTERPOLATIONS = (None, 'bilinear', 'bicubic', 'nearest')
 
 ENV_SCHEMA = {
     'root_dir': Key(str),
-    'data_dir': Key(str),
+    'data_dir': Key((str, type(None)), None),  # null: <root_dir>/datasets
     'imagenet_dir': Key((str, type(None)), None),
     'device': Key(str, 'auto'),
 }
 
 COMMON_SCHEMA = {
-    'setup': Key(str, choices=('simclr', 'scan', 'selflabel')),
+    'setup': Key(str, choices=('simclr', 'moco', 'scan', 'selflabel')),
     'train_db_name': Key(str, choices=DATASETS),
     'val_db_name': Key(str, choices=DATASETS),
     'folder': Key((str, type(None)), None),
@@ -73,7 +74,10 @@ COMMON_SCHEMA = {
     'scheduler_kwargs': {'lr_decay_rate': Key(NUMBER, 0.1)},
     'criterion': Key(str, choices=('simclr', 'scan', 'confidence-cross-entropy')),
     'criterion_kwargs': {'temperature': Key(NUMBER, 0.1), 'entropy_weight': Key(NUMBER, 5.0),
-                         'apply_class_balancing': Key(bool, True)},
+                         'apply_class_balancing': Key(bool, True),
+                         'symmetric': Key(bool, False),  # opt-in: both SimCLR views anchor
+                         # opt-in: SCAN similarities clamped from below (null: torch's BCE)
+                         'similarity_floor': Key((int, float, type(None)), None)},
     'augmentation_strategy': Key(str, choices=('standard', 'simclr', 'ours')),
     'augmentation_kwargs': {
         'crop_size': Key((int, type(None)), None),
@@ -86,6 +90,8 @@ COMMON_SCHEMA = {
                          'saturation': Key(NUMBER, 0.4), 'hue': Key(NUMBER, 0.1)},
         'random_grayscale': {'p': Key(NUMBER, 0.2)},
         'num_strong_augs': Key(int, 4),
+        # the side is drawn from 1..length on every call whatever `random` says, as the
+        # original does (its files set random: true)
         'cutout_kwargs': {'n_holes': Key(int, 1), 'length': Key(int, 16),
                           'random': Key(bool, True)},
         'normalize': NORMALIZE,
@@ -98,6 +104,19 @@ COMMON_SCHEMA = {
                               'normalize': NORMALIZE},
     'fast_augmentation': Key(bool, False),
     'sync_bn': Key(bool, True),
+    # fp32 as the original; bf16: autocast in training, mining and evaluation, and TF32
+    # matrix products on CUDA
+    'precision': Key(str, 'fp32', choices=('fp32', 'bf16')),
+}
+
+SIMCLR_SCHEMA = {
+    'num_neighbors': Key(int, 20),
+    'num_neighbors_val': Key(int, 5),
+    'knn_every': Key(int, 25),
+    # a MoCo v2 file (resnet50), or for timm/ backbones: 'hub' or a weights file
+    'pretrained_weights': Key((str, type(None)), None),
+    'mining_index': Key(str, 'exact', choices=('exact', 'ivf')),
+    'mining_ivf_kwargs': {'nlist': Key((int, type(None)), None), 'nprobe': Key(int, 16)},
 }
 
 # Heads on a frozen backbone trained from its cached features (frozen_backbone.py): the
@@ -105,20 +124,18 @@ COMMON_SCHEMA = {
 FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0)}
 
 STEP_SCHEMAS = {
-    'simclr': {
-        'num_neighbors': Key(int, 20),
-        'num_neighbors_val': Key(int, 5),
-        'knn_every': Key(int, 10),
-        # a MoCo v2 file (resnet50), or for timm/ backbones: 'hub' or a weights file
-        'pretrained_weights': Key((str, type(None)), None),
-        'mining_index': Key(str, 'exact', choices=('exact', 'ivf')),
-        'mining_ivf_kwargs': {'nlist': Key((int, type(None)), None), 'nprobe': Key(int, 16)},
-    },
+    'simclr': SIMCLR_SCHEMA,
+    # Step 1 from imported MoCo v2 weights (ImageNet): nothing is trained, neighbours are mined
+    # on the backbone's features. `temperature` is MoCo's own, kept for the original's files.
+    'moco': {**SIMCLR_SCHEMA, 'temperature': Key(NUMBER, 0.07)},
     'scan': {
         'num_neighbors': Key(int, 20),
         'num_heads': Key(int, 1),
         'update_cluster_head_only': Key(bool, False),
         **FEATURE_CACHE_KEYS,
+        # opt-in: anchors and neighbours in one forward pass (BatchNorm statistics over both);
+        # the original makes two
+        'concat_forward': Key(bool, False),
     },
     'selflabel': {
         'update_cluster_head_only': Key(bool, False),
@@ -126,8 +143,20 @@ STEP_SCHEMAS = {
         'confidence_threshold': Key(NUMBER, 0.99),
         'use_ema': Key(bool, False),
         'ema_alpha': Key(NUMBER, 0.999),
+        'num_heads': Key(int, 1, choices=(1,)),  # the best SCAN head, as the original's files say
     },
 }
+
+# What a file may leave out because nothing reads it: a MoCo file trains nothing (the original's
+# hold none of these keys), and a file only evaluated (the original's imagenet_eval.yml) trains
+# nothing either. Filled in under the file's own values.
+MOCO_FILL = {'epochs': 0, 'optimizer': 'sgd', 'optimizer_kwargs': {'lr': 0.0},
+             'criterion': 'simclr', 'augmentation_strategy': 'simclr', 'num_neighbors': 50,
+             'pretrained_weights': 'pretrained/moco_v2_800ep_pretrain.pth.tar'}
+EVAL_FILL = {'epochs': 0, 'batch_size': 256, 'optimizer': 'sgd', 'optimizer_kwargs': {'lr': 0.0},
+             'augmentation_strategy': 'simclr'}
+CRITERION_OF_SETUP = {'simclr': 'simclr', 'moco': 'simclr', 'scan': 'scan',
+                      'selflabel': 'confidence-cross-entropy'}
 
 
 class Allowed:
@@ -387,17 +416,34 @@ def check_backbone_keys(cfg, where):
         raise ConfigError(f"{where}: key 'cached_views' must be at least 0")
 
 
-STEP_OF_SETUP = {'simclr': 'pretext', 'scan': 'scan', 'selflabel': 'selflabel'}
+STEP_OF_SETUP = {'simclr': 'pretext', 'moco': 'pretext', 'scan': 'scan', 'selflabel': 'selflabel'}
 
 
-def load_config(config_env, config_exp, opts=None):
-    """Read, validate and complete both files; returns an EasyDict with `paths` derived."""
+def fill_under(values, fill):
+    """`values` with the entries of `fill` that it lacks (nested dicts merged)."""
+    out = dict(fill)
+    for key, value in values.items():
+        out[key] = (fill_under(value, fill[key]) if isinstance(value, dict)
+                    and isinstance(fill.get(key), dict) else value)
+    return out
+
+
+def dataset_resnet18(train_db_name):
+    return 'resnet18_stl' if train_db_name == 'stl-10' else 'resnet18_cifar'
+
+
+def load_config(config_env, config_exp, opts=None, evaluation=False):
+    """Read, validate and complete both files; returns an EasyDict with `paths` derived.
+
+    `evaluation`: the file is only evaluated, so the keys only training reads may be missing."""
     env_raw = read_yaml(config_env)
     env = validate(env_raw, ENV_SCHEMA, config_env)
     env_dir = os.path.dirname(os.path.abspath(config_env))
     for key in ('root_dir', 'data_dir', 'imagenet_dir'):
         if env[key] is not None:
             env[key] = os.path.normpath(os.path.join(env_dir, os.path.expanduser(env[key])))
+    if env['data_dir'] is None:
+        env['data_dir'] = os.path.join(env['root_dir'], 'datasets')
     if env['imagenet_dir'] is None:
         env['imagenet_dir'] = os.path.join(env['data_dir'], 'imagenet')
 
@@ -407,6 +453,10 @@ def load_config(config_env, config_exp, opts=None):
         raise ConfigError(f"{config_exp}: key 'setup' must be one of {list(STEP_SCHEMAS)}, "
                           f"got {setup!r}")
     schema = {**COMMON_SCHEMA, **STEP_SCHEMAS[setup]}
+    if setup == 'moco':
+        exp_raw = fill_under(exp_raw, MOCO_FILL)
+    if evaluation:
+        exp_raw = fill_under(exp_raw, {**EVAL_FILL, 'criterion': CRITERION_OF_SETUP[setup]})
     # Keys of the environment may be overridden from the command line too (e.g. device=cpu).
     env_opts = [o for o in opts or [] if o.split('=', 1)[0] in ENV_SCHEMA]
     exp_opts = [o for o in opts or [] if o.split('=', 1)[0] not in ENV_SCHEMA]
@@ -421,15 +471,21 @@ def load_config(config_env, config_exp, opts=None):
     check_ranges(exp, ranges, config_exp, overridden)
 
     cfg = {**env, **exp}
+    if cfg['backbone'] == 'resnet18':
+        cfg['backbone'] = dataset_resnet18(cfg['train_db_name'])
     if 'folder' in (cfg['train_db_name'], cfg['val_db_name']):
         if not cfg['folder']:
             raise ConfigError(f"{config_exp}: key 'folder' must name the image folder when the "
                               f"dataset is 'folder' (e.g. --opts folder=/path/to/images)")
         cfg['folder'] = os.path.abspath(os.path.expanduser(cfg['folder']))
+    if setup == 'moco' and not cfg['pretrained_weights']:
+        raise ConfigError(f"{config_exp}: setup 'moco' imports MoCo v2 weights and trains "
+                          f"nothing: key 'pretrained_weights' must name the weights file")
     if cfg.get('pretrained_weights') and cfg['pretrained_weights'] != 'hub':
         cfg['pretrained_weights'] = os.path.abspath(os.path.expanduser(cfg['pretrained_weights']))
     check_backbone_keys(cfg, config_exp)
-    check_epochs(exp, config_exp, overridden)
+    if not evaluation:  # an evaluated file trains nothing
+        check_epochs(exp, config_exp, overridden)
     cfg['step'] = STEP_OF_SETUP[setup]
     cfg['config_files'] = {'env': os.path.abspath(config_env),
                            'exp': os.path.abspath(config_exp)}

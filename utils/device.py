@@ -32,17 +32,29 @@ def select_device(name='auto'):
     return device
 
 
-def configure_backends(device):
+# The run's precision (config key `precision`), set once by configure_backends at the start of a
+# run and read by every autocast() call site: training, mining and evaluation alike.
+_precision = 'fp32'
+
+
+def configure_backends(device, precision='fp32'):
+    """fp32 (the original's): full precision everywhere, TF32 off. bf16: bf16 autocast, and TF32
+    for the matrix products left in fp32 on CUDA."""
+    global _precision
+    if precision not in ('fp32', 'bf16'):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    _precision = precision
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = precision == 'bf16'
+    torch.backends.cudnn.allow_tf32 = precision == 'bf16'
 
 
 def autocast(device):
-    """bf16 mixed precision on CUDA; full precision on the CPU (faithful and not slower there)."""
-    if device.type == 'cuda':
-        return torch.autocast('cuda', dtype=torch.bfloat16)
+    """bf16 autocast on the device when the run's precision is bf16 (CPU or CUDA alike); a
+    no-op in fp32."""
+    if _precision == 'bf16':
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -1,7 +1,9 @@
-"""Clustering metrics: Hungarian-matched accuracy, NMI, ARI, top-5, per-class precision/recall."""
+"""Clustering metrics: Hungarian-matched accuracy, NMI, ARI, AMI, top-5, per-class precision and
+recall."""
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score,
+                             normalized_mutual_info_score)
 
 
 def confusion_counts(predictions, targets, num_clusters, num_classes):
@@ -24,7 +26,7 @@ def hungarian_match(predictions, targets, num_clusters, num_classes):
 
 
 def cluster_metrics(predictions, targets, num_classes, probs=None):
-    """ACC/NMI/ARI (and top-5 when `probs` is given) on the samples with a known label."""
+    """ACC/NMI/ARI/AMI (and top-5 when `probs` is given) on the samples with a known label."""
     predictions, targets = np.asarray(predictions), np.asarray(targets)
     known = targets >= 0
     predictions, targets = predictions[known], targets[known]
@@ -35,6 +37,7 @@ def cluster_metrics(predictions, targets, num_classes, probs=None):
         'acc': float((matched == targets).mean()),
         'nmi': float(normalized_mutual_info_score(targets, predictions)),
         'ari': float(adjusted_rand_score(targets, predictions)),
+        'ami': float(adjusted_mutual_info_score(targets, predictions)),
         'mapping': mapping,
         'num_samples': int(len(targets)),
     }
@@ -60,12 +63,12 @@ def per_class_precision_recall(matched_predictions, targets, num_classes):
 
 
 def labelled_metrics(probs, targets, num_classes):
-    """Hungarian ACC, NMI, ARI, top-5 of one head's probabilities; None without labels."""
+    """Hungarian ACC, NMI, ARI, AMI, top-5 of one head's probabilities; None without labels."""
     targets = np.asarray(targets)
     if not (targets >= 0).any():
         return None
     metrics = cluster_metrics(probs.argmax(axis=1), targets, num_classes, probs=probs)
-    return {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'acc_top5')}
+    return {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami', 'acc_top5')}
 
 
 def non_empty_clusters(probs):

@@ -9,12 +9,13 @@ import os
 from utils.config import load_config
 
 ROWS = (('pretext', 'pretext + k-means'), ('scan', 'SCAN'), ('selflabel', 'SCAN + self-label'))
+METRICS = ('acc', 'nmi', 'ari', 'ami')
 
 
 def step_metrics(results):
     if results['step'] == 'pretext':
         return results.get('kmeans')
-    return {k: results[k] for k in ('acc', 'nmi', 'ari')} if 'acc' in results else None
+    return {k: results[k] for k in METRICS} if 'acc' in results else None
 
 
 def main():
@@ -24,7 +25,7 @@ def main():
     parser.add_argument('--opts', nargs='*', default=[])
     parser.add_argument('--seconds', nargs=3, type=int, default=None)
     args = parser.parse_args()
-    lines = [f"{'step':<20}{'ACC':>8}{'NMI':>8}{'ARI':>8}{'time':>8}"]
+    lines = [f"{'step':<20}" + ''.join(f"{m.upper():>8}" for m in METRICS) + f"{'time':>8}"]
     figures = []
     for i, (config, (step, title)) in enumerate(zip(args.configs, ROWS)):
         cfg = load_config(args.config_env, config, args.opts)
@@ -32,7 +33,7 @@ def main():
         with open(path) as f:
             results = json.load(f)
         m = step_metrics(results)
-        cells = ''.join(f"{m[k]:>8.4f}" for k in ('acc', 'nmi', 'ari')) if m else f"{'n/a':>24}"
+        cells = ''.join(f"{m[k]:>8.4f}" for k in METRICS) if m else f"{'n/a':>32}"
         took = f"{args.seconds[i]:>7}s" if args.seconds else ''
         lines.append(f"{title:<20}{cells}{took}")
         figures += results.get('figures', [])

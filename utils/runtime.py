@@ -5,7 +5,7 @@ import sys
 from termcolor import colored
 
 from utils.checkpoint import disk_full
-from utils.config import ConfigError, load_config
+from utils.config import STEP_OF_SETUP, ConfigError, load_config
 from utils.device import configure_backends, select_device
 from utils.distributed import init_distributed, is_main_process
 from utils.errors import UserError
@@ -25,17 +25,17 @@ def get_args_parser(description):
 
 def start_run(args, setup):
     """Load and check the configuration, join DDP when launched by torchrun, pick the device."""
-    try:
-        cfg = load_config(args.config_env, args.config_exp, args.opts)
+    try:  # eval.py (setup None) may read a file that holds no training keys
+        cfg = load_config(args.config_env, args.config_exp, args.opts, evaluation=setup is None)
     except ConfigError as e:
         sys.exit(colored(f"config error: {e}", 'red'))
-    if setup is not None and cfg.setup != setup:
+    if setup is not None and cfg.step != STEP_OF_SETUP[setup]:
         sys.exit(colored(f"config error: {args.config_exp} has setup '{cfg.setup}', but this "
                          f"script runs '{setup}'", 'red'))
     init_distributed()
     seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
     device = select_device(cfg.device)
-    configure_backends(device)
+    configure_backends(device, cfg.precision)
     log(f"{cfg.setup}: {cfg.config_files['exp']} on {device}; outputs in "
         f"{cfg.paths[cfg.step + '_dir']}", 'blue')
     return cfg, device

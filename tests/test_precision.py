@@ -1,0 +1,59 @@
+"""precision: fp32 (the original's, and the default) or bf16, set once at the start of a run and
+used alike by training, mining and evaluation, on the CPU as on CUDA."""
+import contextlib
+
+import pytest
+import torch
+
+from tests.pipeline_run import ROOT, write_env
+from utils import device as device_module
+from utils.device import autocast, configure_backends
+from utils.inference import compute_features
+from utils.runtime import get_args_parser, start_run
+
+CPU = torch.device('cpu')
+
+
+@pytest.fixture(autouse=True)
+def restore_precision():
+    yield
+    configure_backends(CPU, 'fp32')
+
+
+def test_fp32_is_full_precision_without_tf32():
+    configure_backends(CPU, 'fp32')
+    assert isinstance(autocast(CPU), contextlib.nullcontext)
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    with autocast(CPU):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_bf16_is_autocast_and_tf32():
+    configure_backends(CPU, 'bf16')
+    with autocast(CPU):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+
+
+def test_evaluation_uses_the_run_precision():
+    loader = [{'image': torch.ones(2, 4), 'target': torch.zeros(2, dtype=torch.long)}]
+    seen = []
+
+    def forward(x):
+        seen.append(torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu')
+                    else None)
+        return x
+    for precision, expected in (('fp32', None), ('bf16', torch.bfloat16)):
+        configure_backends(CPU, precision)
+        compute_features(forward, loader, CPU)
+        assert seen[-1] == expected
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_start_run_applies_the_config(tmp_path, precision):
+    env = write_env(str(tmp_path), tmp_path / 'out')
+    args = get_args_parser('t').parse_args([
+        '--config_env', env, '--config_exp', f'{ROOT}/configs/pretext/simclr_digits.yml',
+        '--opts', f'precision={precision}'])
+    cfg, _ = start_run(args, 'simclr')
+    assert cfg.precision == precision and device_module._precision == precision
