@@ -114,8 +114,7 @@ def main(args):
     ddp_model = wrap_ddp(trained, device, cfg)
     optimizer = build_optimizer(cfg, [p for p in ddp_model.parameters() if p.requires_grad])
     scheduler = build_scheduler(cfg, optimizer)
-    criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight,
-                         cfg.criterion_kwargs.similarity_floor)
+    criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight)
     run_log = RunLog(cfg.paths.scan_log)
 
     start_epoch, best = 0, {'loss': float('inf'), 'head': 0}

@@ -231,8 +231,7 @@ def train_runner(step, cfg, model, device):
         criterion = SimCLRLoss(cfg.criterion_kwargs.temperature, cfg.criterion_kwargs.symmetric)
         return lambda loader: simclr.train_one_epoch(model, loader, criterion, optimizer, device, 0)
     if step == 'scan':
-        criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight,
-                             cfg.criterion_kwargs.similarity_floor)
+        criterion = SCANLoss(cfg.criterion_kwargs.entropy_weight)
         return lambda loader: scan.train_one_epoch(model, loader, criterion, optimizer, device, 0,
                                                    cfg.update_cluster_head_only,
                                                    cfg.concat_forward)

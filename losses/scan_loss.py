@@ -15,20 +15,17 @@ def entropy(probs):
     return -(probs * probs.log()).sum(dim=-1)
 
 
-def bce_against_one(similarity, floor=None):
+def bce_against_one(similarity):
     """torch's binary cross-entropy of similarities against 1; a sum of products of
     probabilities may round to just above 1, which it refuses: clamped there (the gradient
-    passes unchanged at and below 1). `floor` (opt-in) clamps the similarity from below too:
-    pairs under it cost -log(floor) and pull no more."""
-    return F.binary_cross_entropy(similarity.clamp(min=floor, max=1.0),
-                                  torch.ones_like(similarity))
+    passes unchanged at and below 1)."""
+    return F.binary_cross_entropy(similarity.clamp(max=1.0), torch.ones_like(similarity))
 
 
 class SCANLoss(nn.Module):
-    def __init__(self, entropy_weight=5.0, similarity_floor=None):
+    def __init__(self, entropy_weight=5.0):
         super().__init__()
         self.entropy_weight = entropy_weight
-        self.similarity_floor = similarity_floor
 
     def forward(self, anchor_logits, neighbor_logits):
         """Returns (total, consistency, entropy); total = consistency - w * entropy.
@@ -36,14 +33,12 @@ class SCANLoss(nn.Module):
         consistency: binary cross-entropy of <p(anchor), p(neighbour)> against 1, as torch's
         BCELoss (the original's): the log is clamped at -100, so a pair with similarity 0 costs
         100 and still has a gradient; entropy: of the mean anchor prediction over the (global,
-        under DDP) batch, probabilities clamped at 1e-8. With `similarity_floor` (opt-in) a pair
-        whose similarity is below it costs -log(floor) and has no gradient: confidently
-        separated pairs (wrong neighbours, mostly) stop pulling their clusters together.
+        under DDP) batch, probabilities clamped at 1e-8.
         """
         anchor_probs = F.softmax(anchor_logits.float(), dim=1)
         neighbor_probs = F.softmax(neighbor_logits.float(), dim=1)
         similarity = (anchor_probs * neighbor_probs).sum(dim=1)
-        consistency = bce_against_one(similarity, self.similarity_floor)
+        consistency = bce_against_one(similarity)
         count = torch.tensor(float(anchor_probs.shape[0]), device=anchor_probs.device)
         mean_probs = all_reduce_sum_with_grad(anchor_probs.sum(dim=0)) / (count * get_world_size())
         entropy_loss = entropy(mean_probs)

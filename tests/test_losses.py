@@ -104,15 +104,6 @@ def test_scan_loss_keeps_a_gradient_on_nearly_disagreeing_pairs():
     assert anchor.grad.abs().sum().item() > 0
 
 
-def test_scan_similarity_floor_is_opt_in():
-    # with a floor of 1e-8 the pair costs -log(1e-8) = 18.42 and pulls no more
-    anchor = torch.tensor([[20.0, -20.0]], requires_grad=True)
-    _, consistency, _ = SCANLoss(similarity_floor=1e-8)(anchor, torch.tensor([[-20.0, 20.0]]))
-    assert consistency.item() == pytest.approx(-math.log(1e-8), rel=1e-4)
-    consistency.backward()
-    assert anchor.grad.abs().sum().item() == 0
-
-
 def test_scan_head_losses_as_the_original_evaluation():
     # 3 images, each with itself and one other as neighbours; head 1 puts image 2 alone
     neighbors = [[0, 1], [1, 0], [2, 0]]

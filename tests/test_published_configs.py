@@ -160,8 +160,7 @@ TRAINING_KEYS = {'epochs', 'batch_size', 'optimizer', 'optimizer_kwargs', 'sched
                  'scheduler_kwargs', 'update_cluster_head_only'}
 # Keys of ours for behaviour the original has no key for: its behaviour is their default.
 FAITHFUL_DEFAULTS = {'precision': 'fp32', 'fast_augmentation': False,
-                     'criterion_kwargs.symmetric': False,
-                     'criterion_kwargs.similarity_floor': None}
+                     'criterion_kwargs.symmetric': False}
 
 
 def flatten(d, prefix=''):

@@ -75,9 +75,7 @@ COMMON_SCHEMA = {
     'criterion': Key(str, choices=('simclr', 'scan', 'confidence-cross-entropy')),
     'criterion_kwargs': {'temperature': Key(NUMBER, 0.1), 'entropy_weight': Key(NUMBER, 5.0),
                          'apply_class_balancing': Key(bool, True),
-                         'symmetric': Key(bool, False),  # opt-in: both SimCLR views anchor
-                         # opt-in: SCAN similarities clamped from below (null: torch's BCE)
-                         'similarity_floor': Key((int, float, type(None)), None)},
+                         'symmetric': Key(bool, False)},  # opt-in: both SimCLR views anchor
     'augmentation_strategy': Key(str, choices=('standard', 'simclr', 'ours')),
     'augmentation_kwargs': {
         'crop_size': Key((int, type(None)), None),
