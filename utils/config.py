@@ -196,7 +196,6 @@ RANGES = {
     'optimizer_kwargs.momentum': between(0, 1, high_open=True),
     'scheduler_kwargs.lr_decay_rate': between(0, 1, low_open=True),
     'criterion_kwargs.temperature': POSITIVE, 'criterion_kwargs.entropy_weight': NON_NEGATIVE,
-    'criterion_kwargs.similarity_floor': between(0, 1, low_open=True, high_open=True),
     'temperature': POSITIVE,  # MoCo's, in the original's MoCo files (unused: nothing is trained)
     'augmentation_kwargs.crop_size': COUNT, 'augmentation_kwargs.resize': COUNT,
     'augmentation_kwargs.random_resized_crop.size': COUNT,
