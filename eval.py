@@ -25,14 +25,18 @@ from annotation.export import (AnnotationError, ExportRequest, check_request, de
                                prepare_export, ranked_members, read_names)
 from data import build_dataset
 from data.device_loader import make_eval_loader
+from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
+                                split_features)
 from data.fingerprint import check_fingerprint
 from data.image_folder import ImageFolderDataset
 from data.settings import complete_image_settings, use_training_transform
-from frozen_backbone import backbone_features_for_eval, cached_val_predictions
 from models import ContrastiveModel, build_backbone
+from models.heads import heads_on_features
 from models.loading import load_contrastive_weights, load_trained_clustering_model, require
 from models.original import read_model_file
+from utils.checkpoint import load_state_dict_strict
 from utils.config import is_timm_backbone
+from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
@@ -48,7 +52,7 @@ def pretext_features(cfg, model_path, device):
     features, the backbone's for imported MoCo weights (what its neighbours are mined on), or a
     pretrained timm backbone's own (cached by step 1)."""
     if is_timm_backbone(cfg.backbone):
-        return backbone_features_for_eval(cfg, model_path, device)
+        return timm_backbone_features(cfg, model_path, device)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
     model = load_contrastive_weights(model, model_path).to(device)
     if cfg.setup == 'moco':
@@ -58,6 +62,19 @@ def pretext_features(cfg, model_path, device):
     train_f, train_t = compute_features(model, make_eval_loader(cfg, train_set, device), device)
     val_f, val_t = compute_features(model, make_eval_loader(cfg, val_set, device), device)
     return train_f, train_t, val_f, val_t
+
+
+def timm_backbone_features(cfg, model_path, device):
+    """The features of train and val of a pretrained timm backbone (step 1's model file), from
+    step 1's cache where it fits, else embedded (and cached)."""
+    backbone = build_backbone(cfg.backbone)['backbone']
+    state = {k.removeprefix('backbone.'): v for k, v in read_model_file(model_path).state.items()}
+    load_state_dict_strict(backbone, state, model_path)
+    backbone = prepare_model(backbone, device).eval()
+    key = backbone_fingerprint(cfg.backbone, backbone)
+    train_f, train_t, _ = split_features(cfg, backbone, key, 'train', device)
+    val_f, val_t, _ = split_features(cfg, backbone, key, 'val', device)
+    return train_f.to(device), train_t.to(device), val_f.to(device), val_t.to(device)
 
 
 def evaluate_pretext(cfg, model_path, device):
@@ -97,6 +114,17 @@ def load_clustering_model(path, backbone, device):
 def predict_dataset(model, head, dataset, cfg, device):
     """(probabilities N x clusters of the chosen head, targets) under the validation transform."""
     predictions = predict_clusters(model, make_eval_loader(cfg, dataset, device), device)
+    return predictions['probs'][head], predictions['targets']
+
+
+def predict_val(model, head, val_set, cfg, device):
+    """(probabilities of `head`, targets) on the val split: from the features of a frozen
+    backbone that the steps cached, where they are this model's; else by running the model."""
+    features = cached_val_features(cfg, model.backbone, val_set, device)
+    if features is None:
+        return predict_dataset(model, head, val_set, cfg, device)
+    heads = prepare_model(heads_on_features(model), device)
+    predictions = predict_clusters(heads, cached_eval_loader(cfg, features), device)
     return predictions['probs'][head], predictions['targets']
 
 
@@ -237,9 +265,7 @@ def main(args):
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
-        # a frozen backbone's features cached by the steps, where they are this model's
-        cached = cached_val_predictions(cfg, model, head, val_set, device)
-        probs, targets = cached or predict_dataset(model, head, val_set, cfg, device)
+        probs, targets = predict_val(model, head, val_set, cfg, device)
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
                                         (val_set, probs), predict_set)

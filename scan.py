@@ -13,11 +13,12 @@ import torch
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.feature_cache import cached_eval_loader, cached_features, cached_scan_loader
 from data.fingerprint import check_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
-from frozen_backbone import cached_scan_inputs
 from losses import SCANLoss, lowest_loss_head, scan_head_losses
+from models.heads import heads_on_features
 from models.loading import clustering_model_from_pretext, require
 from utils.checkpoint import atomic_save
 from utils.config import ConfigError
@@ -104,8 +105,10 @@ def main(args):
         for p in model.backbone.parameters():
             p.requires_grad_(False)
     if cfg.feature_cache:  # `trained`: model's own heads, fed with cached backbone features
-        trained, train_loader, val_loader = cached_scan_inputs(cfg, model, device,
-                                                               train_neighbors)
+        train, val = cached_features(cfg, model.backbone, device)
+        trained = prepare_model(heads_on_features(model), device)
+        train_loader = cached_scan_loader(cfg, train, train_neighbors)
+        val_loader = cached_eval_loader(cfg, val)
     else:
         trained = model
         train_loader = make_train_loader(cfg, build_dataset(cfg, 'train'), 'scan', device,

@@ -14,11 +14,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.feature_cache import cached_eval_loader, cached_features, cached_selflabel_loader
 from data.fingerprint import check_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
-from frozen_backbone import cached_selflabel_inputs
 from losses import ConfidenceBasedCE
+from models.heads import heads_on_features
 from models.loading import clustering_model_from_scan
 from utils.checkpoint import atomic_save
 from utils.device import autocast, prepare_model, to_device
@@ -72,7 +73,9 @@ def main(args):
         for p in model.backbone.parameters():
             p.requires_grad_(False)
     if cfg.feature_cache:  # `trained`: model's own head, fed with cached backbone features
-        trained, train_loader, val_loader = cached_selflabel_inputs(cfg, model, device)
+        train, val = cached_features(cfg, model.backbone, device)
+        trained = prepare_model(heads_on_features(model), device)
+        train_loader, val_loader = cached_selflabel_loader(cfg, train), cached_eval_loader(cfg, val)
     else:
         trained = model
         train_loader = make_train_loader(cfg, build_dataset(cfg, 'train'), 'selflabel', device)

@@ -13,12 +13,13 @@ import torch
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
+from data.feature_cache import backbone_fingerprint, split_features
 from data.fingerprint import record_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
-from frozen_backbone import pretext_from_pretrained
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
+from models.timm_backbone import pretrained_timm_backbone
 from utils.checkpoint import atomic_save, atomic_write, load, load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import autocast, prepare_model, to_device
@@ -129,23 +130,55 @@ def import_pretrained(model, path):
     log(f"imported pretrained weights from {path}; pretext training skipped", 'yellow')
 
 
+def mine_split(cfg, split, features, targets):
+    """Mine and save the top-k neighbours of a split's features (L2-normalised in the search);
+    returns their accuracy where labels exist."""
+    k, path = ((cfg.num_neighbors, cfg.paths.topk_neighbors_train_path) if split == 'train' else
+               (cfg.num_neighbors_val, cfg.paths.topk_neighbors_val_path))
+    started = time.time()
+    indices = mine_nearest_neighbors(features, k, cfg.mining_index,
+                                     cfg.mining_ivf_kwargs.nlist, cfg.mining_ivf_kwargs.nprobe)
+    accuracy = neighbor_accuracy(indices, targets.cpu().numpy())
+    atomic_write(path, lambda f: np.save(f, indices), suffix='.npy')
+    shown = 'n/a (no labels)' if accuracy is None else f"{accuracy:.4f}"
+    log(f"top-{k} neighbours of {len(indices)} {split} images mined in "
+        f"{time.time() - started:.1f}s; neighbour accuracy {shown}; saved {path}", 'green')
+    return accuracy
+
+
 def mine_and_save(model, cfg, device):
     """Embed train and val with the val transform, mine neighbours, report their accuracy.
     `model` gives L2-normalised vectors: the contrastive head's, or the backbone's (MoCo)."""
     results = {}
-    for split, k, path in (('train', cfg.num_neighbors, cfg.paths.topk_neighbors_train_path),
-                           ('val', cfg.num_neighbors_val, cfg.paths.topk_neighbors_val_path)):
-        dataset = build_dataset(cfg, split)
-        features, targets = embed(model, dataset, cfg, device, f"embed {split}")
-        started = time.time()
-        indices = mine_nearest_neighbors(features, k, cfg.mining_index,
-                                         cfg.mining_ivf_kwargs.nlist, cfg.mining_ivf_kwargs.nprobe)
-        accuracy = neighbor_accuracy(indices, targets.cpu().numpy())
-        atomic_write(path, lambda f: np.save(f, indices), suffix='.npy')
-        shown = 'n/a (no labels)' if accuracy is None else f"{accuracy:.4f}"
-        log(f"top-{k} neighbours of {len(dataset)} {split} images mined in "
-            f"{time.time() - started:.1f}s; neighbour accuracy {shown}; saved {path}", 'green')
-        results[split] = accuracy
+    for split in ('train', 'val'):
+        features, targets = embed(model, build_dataset(cfg, split), cfg, device, f"embed {split}")
+        results[split] = mine_split(cfg, split, features, targets)
+    return results
+
+
+def pretext_from_pretrained(cfg, device):
+    """Step 1 with a pretrained timm backbone trains nothing: the weights are saved as the
+    pretext model, train and val are embedded with the validation transform (cached for steps 2
+    and 3) and the neighbours mined on those backbone features (rank 0; the others wait). The
+    weights come first: missing ones stop the run before the images are read."""
+    results = {}
+    if is_main_process():
+        backbone = pretrained_timm_backbone(cfg.backbone, cfg.pretrained_weights)['backbone']
+        backbone = prepare_model(backbone, device).eval()
+        complete_image_settings(cfg)
+        lock_run_folder(cfg, cfg.paths.pretext_dir)
+        record_fingerprint(cfg)  # the images the neighbours and features point at
+        weights = 'the Hugging Face hub' if cfg.pretrained_weights == 'hub' else \
+            cfg.pretrained_weights
+        log(f"pretrained {cfg.backbone} from {weights}; nothing to train in step 1", 'yellow')
+        atomic_save({'model': {f'backbone.{k}': v for k, v in backbone.state_dict().items()},
+                     'config': plain(cfg)}, cfg.paths.pretext_model)
+        backbone_key = backbone_fingerprint(cfg.backbone, backbone)
+        for split in ('train', 'val'):
+            features, targets, how = split_features(cfg, backbone, backbone_key, split, device)
+            results[split] = {'features': how,
+                              'neighbor_acc': mine_split(cfg, split, features, targets)}
+    barrier()
     return results
 
 

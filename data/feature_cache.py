@@ -10,34 +10,24 @@ view of each row" in place of an image augmentation.
 import hashlib
 import json
 import os
+import time
 
 import numpy as np
 import torch
 
+from data import build_dataset
+from data.augment import build_augmentation, build_val_transform
 from data.device_loader import DeviceLoader, NeighborPairs, OneView, TwoViews
+from data.fingerprint import dataset_fingerprint, fingerprint_digest
 from data.loaders import batch_sampler, make_loader
 from data.wrappers import NeighborsDataset
 from utils.config import ConfigError
+from utils.distributed import barrier, is_main_process
 from utils.inference import compute_features
+from utils.runtime import log
+from utils.training import plain, seed_everything
 
 KEY_PARTS = ('images', 'backbone', 'preprocessing')
-
-
-def images_fingerprint(dataset):
-    """Our own cache key of a dataset's images, in order: each file's path, size and mtime for
-    datasets read from files, else a hash of the pixel array. (data/fingerprint.py's
-    dataset_fingerprint, written in parallel, will replace this one at merge.)"""
-    digest = hashlib.sha256(f"{type(dataset).__name__}:{len(dataset)}".encode())
-    if dataset.paths is not None:
-        for path in dataset.paths:
-            stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    elif dataset.data is not None:
-        digest.update(memoryview(np.ascontiguousarray(dataset.data)).cast('B'))
-    else:
-        raise ValueError(f"{type(dataset).__name__} has neither files nor a pixel array to key "
-                         f"a feature cache on")
-    return digest.hexdigest()
 
 
 def backbone_fingerprint(name, backbone):
@@ -55,7 +45,7 @@ def settings_fingerprint(settings):
 
 
 def cache_key(dataset, backbone_key, preprocessing):
-    return {'images': images_fingerprint(dataset), 'backbone': backbone_key,
+    return {'images': fingerprint_digest(dataset_fingerprint(dataset)), 'backbone': backbone_key,
             'preprocessing': settings_fingerprint(preprocessing)}
 
 
@@ -192,3 +182,106 @@ def cached_eval_loader(cfg, features):
     return OneThreadLoader(DeviceLoader(batch_sampler(features, cfg, shuffle=False, drop_last=False,
                                                       distributed=False),
                                         OneView(features, first_view)))
+
+
+# ----------------------------------------------------------------------------- filling the cache
+
+def val_preprocessing(cfg):
+    """What the features of the validation transform depend on, besides images and weights."""
+    t = cfg.transformation_kwargs
+    return {'crop_size': t.crop_size, 'resize': t.resize, 'interpolation': t.interpolation,
+            'normalize': plain(t.normalize)}
+
+
+def views_preprocessing(cfg):
+    return {'strategy': cfg.augmentation_strategy, 'augmentation': plain(cfg.augmentation_kwargs),
+            'views': cfg.cached_views, 'seed': cfg.seed}
+
+
+def split_features(cfg, backbone, backbone_key, split, device, dataset=None):
+    """(features N x D tensor, targets, what happened) of one split under the validation
+    transform: from the cache when its key fits, else embedded now and cached. A folder's val
+    images are its train images: val then reuses the train file (the keys are equal)."""
+    dataset = dataset if dataset is not None else build_dataset(cfg, split)
+    key = cache_key(dataset, backbone_key, val_preprocessing(cfg))
+    own = cfg.paths[f'features_{split}']
+    reasons = []
+    for path in (own, cfg.paths.features_train) if split == 'val' else (own,):
+        array, why = read_cached(path, key)
+        if array is not None:
+            log(f"{split} features: cached in {path}")
+            return torch.from_numpy(array), torch.as_tensor(dataset.targets), 'cached'
+        reasons.append(why)
+    started = time.time()
+    features, _ = embed_backbone_features(backbone, dataset, build_val_transform(cfg), cfg,
+                                          device, desc=f"embed {split}")
+    write_cached(own, features.cpu().numpy(), key, backbone=cfg.backbone, split=split)
+    log(f"{split} features: {len(dataset)} images embedded in {time.time() - started:.1f}s "
+        f"({reasons[0]}); saved {own}")
+    return features.cpu(), torch.as_tensor(dataset.targets), f"embedded ({reasons[0]})"
+
+
+def augmented_views(cfg, backbone, backbone_key, dataset, device):
+    """`cached_views` passes of the step's augmentation through the backbone (V x N x D), each
+    seeded, computed once and cached; None for 0 views."""
+    if cfg.cached_views == 0:
+        return None
+    path = cfg.paths.features_train_views
+    key = cache_key(dataset, backbone_key, views_preprocessing(cfg))
+    array, why = read_cached(path, key)
+    if array is not None:
+        log(f"{cfg.cached_views} augmented views per image: cached in {path}")
+        return torch.from_numpy(array)
+    started, views = time.time(), []
+    for view in range(cfg.cached_views):
+        seed_everything(cfg.seed * 1_000 + view)
+        features, _ = embed_backbone_features(backbone, dataset, build_augmentation(cfg), cfg,
+                                              device, desc=f"view {view + 1}/{cfg.cached_views}")
+        views.append(features.cpu())
+    array = torch.stack(views)
+    write_cached(path, array.numpy(), key, backbone=cfg.backbone, views=cfg.cached_views)
+    log(f"{cfg.cached_views} augmented views of {len(dataset)} images embedded in "
+        f"{time.time() - started:.1f}s ({why}); saved {path}")
+    return array
+
+
+def train_features(cfg, backbone, backbone_key, device):
+    """Train split: its val-transform features (step 1's, unless only the preprocessing or the
+    file changed) and `cached_views` augmented views, as a V x N x D array."""
+    dataset = build_dataset(cfg, 'train')
+    base, targets, _ = split_features(cfg, backbone, backbone_key, 'train', device, dataset)
+    views = augmented_views(cfg, backbone, backbone_key, dataset, device)
+    stacked = base[None] if views is None else torch.cat([base[None], views])
+    return stacked, targets
+
+
+def cached_features(cfg, backbone, device):
+    """(train, val) CachedFeatures of steps 2 and 3 on a frozen backbone. Rank 0 fills the
+    cache; the other ranks then read it."""
+    backbone_key = backbone_fingerprint(cfg.backbone, backbone)
+
+    def features():
+        train, train_targets = train_features(cfg, backbone, backbone_key, device)
+        val, val_targets, _ = split_features(cfg, backbone, backbone_key, 'val', device)
+        return CachedFeatures(train, train_targets, device), CachedFeatures(val, val_targets,
+                                                                           device)
+
+    if is_main_process():
+        found = features()
+    barrier()
+    return found if is_main_process() else features()
+
+
+def cached_val_features(cfg, backbone, dataset, device):
+    """eval: the cached val-transform features of `dataset` when they are `backbone`'s on the
+    current images (CachedFeatures); None otherwise (then eval embeds)."""
+    paths = [p for p in (cfg.paths.features_val, cfg.paths.features_train) if os.path.isfile(p)]
+    if not paths:
+        return None
+    key = cache_key(dataset, backbone_fingerprint(cfg.backbone, backbone), val_preprocessing(cfg))
+    for path in paths:
+        array, _ = read_cached(path, key)
+        if array is not None:
+            log(f"eval on the cached val features in {path}")
+            return CachedFeatures(array, dataset.targets, device)
+    return None

@@ -47,3 +47,12 @@ class ClusteringModel(nn.Module):
             features = self.backbone(x)
             return {'features': features, 'output': [head(features) for head in self.cluster_head]}
         raise ValueError(f"invalid forward pass '{forward_pass}'")
+
+
+def heads_on_features(model):
+    """A ClusteringModel with an identity backbone that shares `model`'s cluster heads: fed with
+    cached backbone features it trains the very heads that `model` (backbone included) saves."""
+    heads = ClusteringModel({'backbone': nn.Identity(), 'dim': model.backbone_dim},
+                            model.cluster_head[0].out_features, model.nheads)
+    heads.cluster_head = model.cluster_head
+    return heads

@@ -117,7 +117,7 @@ SIMCLR_SCHEMA = {
     'mining_ivf_kwargs': {'nlist': Key((int, type(None)), None), 'nprobe': Key(int, 16)},
 }
 
-# Heads on a frozen backbone trained from its cached features (frozen_backbone.py): the
+# Heads on a frozen backbone trained from its cached features (data/feature_cache.py): the
 # val-transform features, plus `cached_views` augmented views per image computed once.
 FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0)}
 
