@@ -199,3 +199,14 @@ def test_moco_without_weights_is_an_error(env, tmp_path):
         'pretrained_weights': None, 'transformation_kwargs': {'crop_size': 224}})
     with pytest.raises(ConfigError, match="'pretrained_weights' must name the weights file"):
         load_config(env, exp)
+
+
+@pytest.mark.parametrize('name', [os.fsdecode(b'ph\xffotos'), 'a: b', 'x #1 [y]', 'new\nline'])
+def test_opts_take_a_path_as_typed(env, tmp_path, name):
+    """A folder given with --opts is the path itself, not YAML: bytes that are not UTF-8, ': ',
+    '#', brackets and newlines all reach the dataset unchanged."""
+    folder = os.path.join(str(tmp_path), name)
+    cfg = load_config(env, os.path.join(ROOT, 'configs', 'pretext', 'simclr_folder.yml'),
+                      [f'folder={folder}', f'root_dir={tmp_path}/out'])
+    assert cfg.folder == folder
+    assert cfg.root_dir == f'{tmp_path}/out'

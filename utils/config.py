@@ -311,6 +311,11 @@ def read_yaml(path):
     return content or {}
 
 
+# Keys that name a file or folder: their --opts value is the path as typed, not read as YAML
+# (which would fold a newline, read 'a: b' as a mapping and refuse bytes that are not UTF-8).
+PATH_KEYS = {'folder', 'pretrained_weights', 'root_dir', 'data_dir', 'imagenet_dir'}
+
+
 def apply_overrides(raw, opts, schema):
     """Apply `key=value` strings (dotted keys for nested entries) to the raw experiment dict."""
     for opt in opts or []:
@@ -328,6 +333,9 @@ def apply_overrides(raw, opts, schema):
                 node = node.setdefault(part, {})
                 if node is None:
                     node = {}
+        if dotted in PATH_KEYS:  # a path is taken as written: any bytes, ':', '#', newlines
+            node[parts[-1]] = None if text in ('', 'null', '~') else text
+            continue
         try:
             node[parts[-1]] = yaml.safe_load(text) if text != '' else None
         except yaml.YAMLError as e:
