@@ -1,11 +1,14 @@
 """The three losses against values worked out by hand."""
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
 
+import scan
 from losses import ConfidenceBasedCE, SCANLoss, SimCLRLoss, lowest_loss_head, scan_head_losses
+from models.heads import ClusteringModel
 
 
 def views(*pairs):
@@ -163,3 +166,33 @@ def test_confidence_ce_gradient_only_reaches_confident_samples():
     loss.backward()
     assert strong.grad[3].abs().sum().item() == 0.0
     assert strong.grad[:3].abs().sum().item() > 0.0
+
+
+def scan_step_batchnorm(concat):
+    """One scan.py training step on a BatchNorm model; returns its BatchNorm's state after it
+    and the loss logged, beside a reference computed by hand for two separate passes."""
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3),
+                                   torch.nn.BatchNorm1d(3))
+    model = ClusteringModel({'backbone': backbone, 'dim': 3}, nclusters=2)
+    anchors, neighbors = torch.randn(6, 4), torch.randn(6, 4) + 3.0  # unlike statistics
+    reference = copy.deepcopy(model).train()
+    expected = SCANLoss(5.0)(reference(anchors)[0], reference(neighbors)[0])[0].item()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    stats = scan.train_one_epoch(model, [{'anchor': anchors, 'neighbor': neighbors}], SCANLoss(5.0),
+                                 optimizer, torch.device('cpu'), 1, head_only=False, concat=concat)
+    return model.backbone[2], stats['loss'], expected
+
+
+def test_scan_step_runs_anchors_and_neighbours_in_two_passes_by_default():
+    # As the original: BatchNorm normalises each pass with its own statistics, and its running
+    # statistics are updated once per pass.
+    bn, loss, two_pass_loss = scan_step_batchnorm(concat=False)
+    assert bn.num_batches_tracked.item() == 2
+    assert loss == pytest.approx(two_pass_loss, abs=1e-5)
+
+
+def test_scan_concat_forward_is_one_pass():
+    bn, loss, two_pass_loss = scan_step_batchnorm(concat=True)
+    assert bn.num_batches_tracked.item() == 1
+    assert abs(loss - two_pass_loss) > 1e-3
