@@ -123,6 +123,8 @@ class Export:
             raise AnnotationError(
                 f"could not write the export into {self.folder.path}: {error}. Run again once "
                 f"fixed: the files already written are replaced then") from error
+        finally:
+            self.folder.release()
 
     def _write_files(self, names, metrics):
         folder = self.folder

@@ -15,6 +15,7 @@ import re
 import tempfile
 
 from annotation.names import AnnotationError
+from utils.lock import LOCK_NAME, is_lock_file, lock_output_folder, release_output_lock
 from utils.paths import is_inside
 
 MANIFEST = '.scan-export.json'
@@ -23,6 +24,9 @@ WRITTEN_BY = 'SCAN eval.py --annotate'
 OUR_NAMES = re.compile(r'(annotations\.csv|index\.html|gallery\.js|gallery-data\.js|names\.yml'
                        r'|summary\.json|thumbs/\d{7,}\.png|prototypes/cluster_\d{3,}\.png)')
 SHOWN = 5  # file names listed in a refusal
+# The temporary files of write() (tempfile.mkstemp: the prefix and 8 random characters), which
+# an export killed while writing leaves behind; the next export into the folder removes them.
+PARTIAL = re.compile(r'\.partial-[a-z0-9_]{8}')
 
 
 def file_digest(path):
@@ -70,6 +74,8 @@ class ExportFolder:
             raise AnnotationError(f"output folder {path}: {existing} is not writable: choose "
                                   f"a folder you can write to")
         entries = os.listdir(path) if os.path.isdir(path) else []
+        if LOCK_NAME in entries and is_lock_file(os.path.join(path, LOCK_NAME)):
+            entries.remove(LOCK_NAME)  # an export's lock, held now or left by a killed one
         previous = cls._read_manifest(path) if MANIFEST in entries else None
         if entries and previous is None and not force:
             raise AnnotationError(
@@ -147,9 +153,19 @@ class ExportFolder:
     # ---------------------------------------------------------------------------- writing
 
     def begin(self, planned):
-        """Record the plan in the manifest (so an interrupted export can be redone), then
-        remove the unchanged files of an earlier export that this one does not write."""
-        os.makedirs(self.path, exist_ok=True)
+        """Hold the folder's lock (one export at a time writes there), check the plan again
+        against what is there now, remove the temporary files of a killed export, record the
+        plan in the manifest (so an interrupted export can be redone), then remove the
+        unchanged files of an earlier export that this one does not write."""
+        lock = os.path.join(self.path, LOCK_NAME)
+        if os.path.lexists(lock) and not is_lock_file(lock):
+            raise AnnotationError(f"output folder {self.path} holds a file {LOCK_NAME} that this "
+                                  f"code did not write: move it away, or choose a new folder")
+        lock_output_folder(self.path, hint='Choose a folder you can write to.', clean=False)
+        self.previous = self._read_manifest(self.path) or {}  # another export may have ended
+        self.check_plan(planned)
+        if self.previous:
+            self._remove_partials()
         for folder in {os.path.dirname(p) for p in planned} - {''}:
             os.makedirs(os.path.join(self.path, folder), exist_ok=True)
         planned_set = set(planned)
@@ -180,6 +196,21 @@ class ExportFolder:
     def finish(self):
         """The manifest of what this export wrote: the next export replaces only these."""
         self._write_manifest(self.written)
+
+    def release(self):
+        release_output_lock(self.path)
+
+    def _remove_partials(self):
+        """The temporary files that a killed export of ours left in the folder, in its
+        thumbs/ or prototypes/ (not through a link)."""
+        for sub in ('', 'thumbs', 'prototypes'):
+            folder = os.path.join(self.path, sub)
+            if os.path.realpath(folder) != os.path.join(self.real, sub).rstrip(os.sep):
+                continue
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                path = os.path.join(folder, name)
+                if PARTIAL.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+                    os.remove(path)
 
     def _write_manifest(self, files):
         manifest = {'written_by': WRITTEN_BY, 'files': dict(sorted(files.items()))}

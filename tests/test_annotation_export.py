@@ -21,6 +21,8 @@ from annotation.outfolder import MANIFEST
 from annotation.tables import csv_text, from_cell
 from data.image_folder import ImageFolderDataset
 from tests.folder_images import folder_state, write_pattern_folder
+from tests.lock_holder import hold_lock
+from utils.lock import LOCK_NAME, FolderLocked
 from utils.plots import confusion_matrix_figure, prototype_grid
 from utils.text import printable_path, visible_text
 
@@ -203,6 +205,48 @@ def test_rerun_replaces_only_its_own_unchanged_files(images, tmp_path):
     with pytest.raises(AnnotationError, match='annotations.csv already exist'):
         export(out, images)
     assert (out / 'annotations.csv').read_text() == 'my edits'
+
+
+def test_a_second_export_into_the_folder_at_once_is_refused(images, tmp_path):
+    out = tmp_path / 'busy'
+    export(out, images)
+    before = tree_of_files(out)
+    holder = hold_lock(out)  # an export writing there now
+    try:
+        with pytest.raises(FolderLocked, match=f'another run is writing {out} \\(pid {holder.pid} '):
+            export(out, images)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert tree_of_files(out) == before  # nothing written by the refused export
+    export(out, images)  # the holder is gone: the folder is free again
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_killed_exports_lock_and_temporaries_go_and_nothing_else(images, tmp_path):
+    out = tmp_path / 'killed'
+    export(out, images)
+    # what an export killed while writing leaves: its lock naming a dead process, temporaries
+    (out / LOCK_NAME).write_text(json.dumps({'pid': 2 ** 22 + 1, 'host': 'gone', 'command': 'x'}))
+    (out / '.partial-abc_1234').write_bytes(b'half a csv')
+    (out / 'thumbs' / '.partial-k9z0y8x7').write_bytes(b'half a png')
+    (out / '.partial-notes.txt').write_text('mine')  # not a name write() makes: kept
+    export(out, images, force=True)
+    assert not (out / '.partial-abc_1234').exists()
+    assert not (out / 'thumbs' / '.partial-k9z0y8x7').exists()
+    assert (out / '.partial-notes.txt').read_text() == 'mine'
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_lock_file_of_the_users_is_never_taken_over(images, tmp_path):
+    out = tmp_path / 'users lock'
+    out.mkdir()
+    (out / LOCK_NAME).write_text('my own .lock file')
+    with pytest.raises(AnnotationError, match='already holds files that are not an earlier export'):
+        export(out, images)
+    with pytest.raises(AnnotationError, match=f'holds a file {LOCK_NAME} that this code did not'):
+        export(out, images, force=True)
+    assert tree_of_files(out) == {LOCK_NAME: hashlib.sha256(b'my own .lock file').hexdigest()}
 
 
 def test_stale_files_of_an_earlier_export_go_if_unchanged(images, tmp_path):

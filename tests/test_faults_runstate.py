@@ -22,14 +22,15 @@ import simclr
 from data.digits import Digits
 from data.fingerprint import DatasetChanged, compare, dataset_fingerprint
 from tests.file_hashes import folder_hash
-from tests.pipeline_run import (ROOT, folder_outputs, run_eval, run_step, write_config,
-                                write_env)
+from tests.lock_holder import hold_lock
+from tests.pipeline_run import ROOT, folder_outputs, run_eval, run_step, write_config, write_env
 from tests.shapes import SHAPES, write_shapes
 from utils.checkpoint import load
 from utils.config import load_config
 from utils.lock import FolderLocked, lock_output_folder, process_start, release_output_locks
 from utils.runtime import get_args_parser, run_cli
 from utils.training import ResumeConflict, build_optimizer, build_scheduler, restore_checkpoint
+
 
 def forget_folder_scans():
     """A new process scans the folder afresh; in this one, drop the cached scans."""
@@ -276,18 +277,6 @@ def test_fewer_epochs_than_done_is_refused(run, tmp_path):
 
 
 # 8. One run at a time per output folder --------------------------------------------------------
-
-HOLD_LOCK = ("import sys; from utils.lock import lock_output_folder; "
-             "lock_output_folder(sys.argv[1]); print('locked', flush=True); sys.stdin.read()")
-
-
-def hold_lock(folder):
-    """A process that holds `folder`'s lock until its stdin closes."""
-    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(folder)], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline() == 'locked\n'
-    return holder
-
 
 def test_a_second_run_into_a_step_folder_is_refused_naming_the_holder(run, capsys):
     scan_dir = os.path.join(run.out, 'scan')

@@ -101,10 +101,20 @@ def make_folder(folder, hint):
     return probe
 
 
-def lock_output_folder(folder, hint=''):
+def is_lock_file(path):
+    """Whether `path` is a lock file as this module writes them (a regular file, not a link,
+    naming its holder): one left by a killed run may be taken over; any other file is not ours."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    with open(path, encoding='utf-8', errors='replace') as f:
+        return read_holder(f) is not None
+
+
+def lock_output_folder(folder, hint='', clean=True):
     """Hold `folder`'s lock until release_output_locks() or exit (a second call in the same
-    process is a no-op), then remove the temporary files that killed runs left there.
-    Another live holder: FolderLocked naming it. `hint` says how to choose another folder."""
+    process is a no-op), then (with `clean`) remove the temporary files that killed runs left
+    there. Another live holder: FolderLocked naming it. `hint` says how to choose another
+    folder."""
     real = os.path.realpath(folder)
     if real in _held:
         return
@@ -137,21 +147,29 @@ def lock_output_folder(folder, hint=''):
     f.write(json.dumps(this_process()))
     f.flush()
     _held[real] = f
-    removed = remove_temporaries(real)
+    removed = remove_temporaries(real) if clean else []
     if removed:
         print(f"removed {len(removed)} temporary file(s) left by a killed run in {real}: "
               f"{', '.join(removed)}", flush=True)
 
 
+def release_output_lock(folder):
+    """Give up `folder`'s lock if this process holds it (the file is removed)."""
+    real = os.path.realpath(folder)
+    f = _held.pop(real, None)
+    if f is None:
+        return
+    try:
+        os.remove(os.path.join(real, LOCK_NAME))  # before the lock goes: see lock_output_folder
+    except FileNotFoundError:
+        pass
+    f.close()
+
+
 def release_output_locks():
     """Give up every lock this process holds (the files are removed)."""
-    for real, f in list(_held.items()):
-        try:
-            os.remove(os.path.join(real, LOCK_NAME))  # before the lock goes: see lock_output_folder
-        except FileNotFoundError:
-            pass
-        f.close()
-        del _held[real]
+    for real in list(_held):
+        release_output_lock(real)
 
 
 atexit.register(release_output_locks)
