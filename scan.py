@@ -28,8 +28,9 @@ from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics
 from utils.progress import progress
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
-from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
-                            restore_checkpoint, resume_state, save_checkpoint, seed_everything)
+from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, input_digests,
+                            plain, restore_checkpoint, resume_state, save_checkpoint,
+                            seed_everything)
 
 
 def forward_heads(model, images, head_only):
@@ -121,7 +122,9 @@ def main(args):
     run_log = RunLog(cfg.paths.scan_log)
 
     start_epoch, best = 0, {'loss': float('inf'), 'head': 0}
-    state = resume_state(cfg, cfg.paths.scan_checkpoint, device)
+    inputs = input_digests(cfg.paths.pretext_model, cfg.paths.topk_neighbors_train_path,
+                           cfg.paths.topk_neighbors_val_path)
+    state = resume_state(cfg, cfg.paths.scan_checkpoint, device, inputs)
     run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, trained, optimizer, scheduler)
@@ -148,7 +151,7 @@ def main(args):
             record['saved_best'] = best.get('epoch') == epoch + 1
         run_log.write(record)
         save_checkpoint(cfg.paths.scan_checkpoint, cfg, epoch + 1, trained, optimizer, scheduler,
-                        best=best, log=run_log.records)
+                        best=best, log=run_log.records, inputs=inputs)
     log(f"best SCAN head {best['head']} (val loss {best['loss']:.4f}) saved in "
         f"{cfg.paths.scan_model}", 'green')
     barrier()

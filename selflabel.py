@@ -28,8 +28,9 @@ from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics, non_empty_clusters
 from utils.progress import progress
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
-from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, plain,
-                            restore_checkpoint, resume_state, save_checkpoint, seed_everything)
+from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, input_digests,
+                            plain, restore_checkpoint, resume_state, save_checkpoint,
+                            seed_everything)
 
 
 def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch, head_only=False):
@@ -90,7 +91,8 @@ def main(args):
     run_log = RunLog(cfg.paths.selflabel_log)
 
     start_epoch = 0
-    state = resume_state(cfg, cfg.paths.selflabel_checkpoint, device)
+    inputs = input_digests(cfg.paths.scan_model)
+    state = resume_state(cfg, cfg.paths.selflabel_checkpoint, device, inputs)
     run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, trained, optimizer, scheduler)
@@ -120,7 +122,7 @@ def main(args):
         extra = {'ema': ema.state_dict()} if ema is not None else {}
         run_log.write(record)
         save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, trained, optimizer,
-                        scheduler, log=run_log.records, **extra)
+                        scheduler, log=run_log.records, inputs=inputs, **extra)
     if is_main_process():
         if trained is not model:  # heads trained on cached features: save them with the backbone
             model.cluster_head.load_state_dict(final.cluster_head.state_dict())

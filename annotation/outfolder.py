@@ -16,7 +16,7 @@ import tempfile
 
 from annotation.names import AnnotationError
 from utils.lock import LOCK_NAME, is_lock_file, lock_output_folder, release_output_lock
-from utils.paths import is_inside
+from utils.paths import file_digest, is_inside
 
 MANIFEST = '.scan-export.json'
 WRITTEN_BY = 'SCAN eval.py --annotate'
@@ -27,14 +27,6 @@ SHOWN = 5  # file names listed in a refusal
 # The temporary files of write() (tempfile.mkstemp: the prefix and 8 random characters), which
 # an export killed while writing leaves behind; the next export into the folder removes them.
 PARTIAL = re.compile(r'\.partial-[a-z0-9_]{8}')
-
-
-def file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _listing(names):

@@ -273,7 +273,35 @@ def test_fewer_epochs_than_done_is_refused(run, tmp_path):
                               'checkpoint.pth.tar')
     assert str(error.value) == (
         f"{checkpoint} holds 2 trained epochs, more than epochs=1: set epochs to 2 or more to go "
-        f"on from it, or delete it to train 1 epochs from the start")
+        f"on from it, or delete {checkpoint} and {checkpoint}.prev to train 1 epochs from the "
+        f"start")
+
+
+def test_later_steps_do_not_resume_from_the_outputs_of_an_earlier_run(run, tmp_path):
+    """Step 1 run again from the start (its checkpoints deleted) gives other weights and
+    neighbours: steps 2 and 3 refuse to go on from checkpoints trained on the old ones."""
+    env = write_env(str(tmp_path), tmp_path / 'out')
+    outputs = folder_outputs(tmp_path / 'out', run.folder)
+    for step, module in (('pretext', simclr), ('scan', scan), ('selflabel', selflabel)):
+        run_step(module, env, run.configs[step])
+
+    def rerun(step, module, *opts):
+        for name in ('checkpoint.pth.tar', 'checkpoint.pth.tar.prev'):
+            if os.path.exists(os.path.join(outputs, step, name)):
+                os.remove(os.path.join(outputs, step, name))
+        run_step(module, env, run.configs[step], *opts)
+
+    rerun('pretext', simclr, 'seed=1')
+    checkpoint = os.path.join(outputs, 'scan', 'checkpoint.pth.tar')
+    with pytest.raises(ResumeConflict) as error:
+        run_step(scan, env, run.configs['scan'])
+    assert str(error.value).startswith(f"{checkpoint} was trained from other inputs: "
+                                       f"pretext/model.pth.tar, ")
+    assert str(error.value).endswith(f"delete {checkpoint} and {checkpoint}.prev.")
+    rerun('scan', scan)
+    with pytest.raises(ResumeConflict, match=r"from other inputs: scan/model\.pth\.tar changed"):
+        run_step(selflabel, env, run.configs['selflabel'])
+    rerun('selflabel', selflabel)  # as the message says: the step starts over
 
 
 # 8. One run at a time per output folder --------------------------------------------------------

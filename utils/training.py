@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 import torch
 
-from utils.checkpoint import atomic_save, atomic_write_text, load_with_fallback
+from utils.checkpoint import PREVIOUS_SUFFIX, atomic_save, atomic_write_text, load_with_fallback
 from utils.distributed import get_rank, is_main_process
 from utils.errors import UserError
+from utils.paths import file_digest
 
 
 def seed_everything(seed):
@@ -67,32 +68,52 @@ def note(message):
         print(message, flush=True)
 
 
-def resume_state(cfg, checkpoint_path, device):
-    """The checkpoint dict of an interrupted run of the same config, or None to start fresh.
-    A missing or damaged checkpoint falls back to the previous one (see load_with_fallback)."""
+def input_digests(*paths):
+    """{'<step>/<file>': sha256} of the files a step starts from (the previous step's model, the
+    mined neighbours), recorded in its checkpoints: a resume from other inputs is refused."""
+    return {os.path.join(os.path.basename(os.path.dirname(p)), os.path.basename(p)):
+            file_digest(p) for p in paths}
+
+
+def start_over(checkpoint_path):
+    """How to start a step over: both its checkpoint and the previous one, the fallback."""
+    return f"delete {checkpoint_path} and {checkpoint_path}{PREVIOUS_SUFFIX}"
+
+
+def resume_state(cfg, checkpoint_path, device, inputs=None):
+    """The checkpoint dict of an interrupted run of the same config (and, where given, the same
+    input_digests), or None to start fresh. A missing or damaged checkpoint falls back to the
+    previous one (see load_with_fallback)."""
     state = load_with_fallback(checkpoint_path, device, report=note, repair=is_main_process())
     if state is None:
         return None
     if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
         raise ResumeConflict(f"{checkpoint_path} is not a training checkpoint of this step (it "
                              f"lacks {', '.join(k for k in CHECKPOINT_KEYS if k not in state)}); "
-                             f"delete it to start the step over")
+                             f"{start_over(checkpoint_path)} to start the step over")
     changed = config_differences(state.get('config', {}), plain(cfg))
     if changed:
         raise ResumeConflict(
             f"{checkpoint_path} was written by a run with a different configuration "
-            f"(changed: {', '.join(changed)}). Delete that file to start over, or restore "
-            f"the old values to resume.")
+            f"(changed: {', '.join(changed)}). To start over, {start_over(checkpoint_path)}; "
+            f"or restore the old values to resume.")
+    recorded = state.get('inputs')
+    if inputs is not None and recorded is not None and recorded != inputs:
+        changed = sorted(k for k in set(inputs) | set(recorded) if inputs.get(k) != recorded.get(k))
+        raise ResumeConflict(
+            f"{checkpoint_path} was trained from other inputs: {', '.join(changed)} changed "
+            f"since (the step before was run again). To train this step from the new ones, "
+            f"{start_over(checkpoint_path)}.")
     done, before = state['epoch'], state['config'].get('epochs')
     if done > cfg.epochs:
         raise ResumeConflict(
             f"{checkpoint_path} holds {done} trained epochs, more than epochs={cfg.epochs}: set "
-            f"epochs to {done} or more to go on from it, or delete it to train {cfg.epochs} "
-            f"epochs from the start")
+            f"epochs to {done} or more to go on from it, or {start_over(checkpoint_path)} to "
+            f"train {cfg.epochs} epochs from the start")
     if before != cfg.epochs and cfg.scheduler != 'constant':
         note(f"epochs changed from {before} to {cfg.epochs}: epochs {done + 1}-{cfg.epochs} "
              f"follow the {cfg.scheduler} schedule of {cfg.epochs} epochs; the {done} done "
-             f"followed that of {before} (delete {checkpoint_path} to train all under one)")
+             f"followed that of {before} ({start_over(checkpoint_path)} to train all under one)")
     return state
 
 
