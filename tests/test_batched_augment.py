@@ -229,7 +229,8 @@ def test_strong_op_choices_and_magnitudes():
 
 def test_cutout_holes_match_faithful():
     # no ops, unit normalisation and an image with no zero: zeros are exactly the hole
-    cfg = config('scan', 16, 'augmentation_kwargs.num_strong_augs=0', *UNIT)
+    cfg = config('scan', 16, 'augmentation_kwargs.num_strong_augs=0',
+                 'augmentation_kwargs.cutout_kwargs.n_holes=1', *UNIT)
     image = np.full((16, 16, 3), 128, dtype=np.uint8)
     torch.manual_seed(0)
     np.random.seed(0)
