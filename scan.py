@@ -103,8 +103,7 @@ def main(args):
     check_fingerprint(cfg)  # the neighbours point at the images step 1 saw
     model = prepare_model(clustering_model_from_pretext(cfg), device)
     if cfg.update_cluster_head_only:
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
+        model.freeze_backbone()
     if cfg.feature_cache:  # `trained`: model's own heads, fed with cached backbone features
         train, val = cached_features(cfg, model.backbone, device)
         trained = prepare_model(heads_on_features(model), device)

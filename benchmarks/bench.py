@@ -218,8 +218,7 @@ def build_model(cfg, step, device, fast, compile_model):
         heads = cfg.num_heads if step == 'scan' else 1
         model = ClusteringModel(build_backbone(cfg.backbone), cfg.num_classes, heads)
     if step == 'scan' and cfg.update_cluster_head_only:
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
+        model.freeze_backbone()
     model = prepare_model(model, device) if fast else model.to(device)
     return torch.compile(model) if compile_model else model
 

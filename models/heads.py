@@ -35,6 +35,11 @@ class ClusteringModel(nn.Module):
         self.cluster_head = nn.ModuleList([nn.Linear(self.backbone_dim, nclusters)
                                            for _ in range(nheads)])
 
+    def freeze_backbone(self):
+        """Only the cluster heads train (update_cluster_head_only)."""
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+
     def forward(self, x, forward_pass='default'):
         if forward_pass == 'default':
             features = self.backbone(x)

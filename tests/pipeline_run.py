@@ -59,3 +59,19 @@ def run_eval(env, exp, *extra):
         return evaluate.main(args)
     finally:
         release_output_locks()
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after_epochs(module, monkeypatch, epochs_done):
+    """Make module.train_one_epoch raise Killed once `epochs_done` epochs have completed."""
+    original, calls = module.train_one_epoch, []
+
+    def dying(*args, **kwargs):
+        if len(calls) == epochs_done:
+            raise Killed()
+        calls.append(1)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(module, 'train_one_epoch', dying)

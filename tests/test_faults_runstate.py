@@ -23,7 +23,8 @@ from data.digits import Digits
 from data.fingerprint import DatasetChanged, compare, dataset_fingerprint
 from tests.file_hashes import folder_hash
 from tests.lock_holder import hold_lock
-from tests.pipeline_run import ROOT, folder_outputs, run_eval, run_step, write_config, write_env
+from tests.pipeline_run import (ROOT, Killed, folder_outputs, kill_after_epochs, run_eval, run_step,
+                                write_config, write_env)
 from tests.shapes import SHAPES, write_shapes
 from utils.checkpoint import load
 from utils.config import load_config
@@ -182,21 +183,6 @@ def test_later_steps_refuse_images_changed_since_step_1(run, change, step, expec
     assert f"train and val split ({run.folder}):\n    {expected}" in message
     assert f"The neighbours and models in {run.out} belong to the old images" in message
     assert folder_hash(run.folder) == run.before
-
-
-class Killed(Exception):
-    pass
-
-
-def kill_after_epochs(module, monkeypatch, epochs_done):
-    original, calls = module.train_one_epoch, []
-
-    def dying(*args, **kwargs):
-        if len(calls) == epochs_done:
-            raise Killed()
-        calls.append(1)
-        return original(*args, **kwargs)
-    monkeypatch.setattr(module, 'train_one_epoch', dying)
 
 
 def test_resuming_step_1_on_changed_images_is_refused(run, tmp_path, monkeypatch):

@@ -37,13 +37,7 @@ STEP_OPTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small ops on a CPU shared with other processes: one thread beats two that wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def write_pictures(folder, per_kind, seed=0):

@@ -5,26 +5,11 @@ import shutil
 import pytest
 import torch
 
-from tests.pipeline_run import (folder_outputs, run_step, scan, selflabel, simclr, write_config,
-                                write_env)
+from tests.pipeline_run import (Killed, folder_outputs, kill_after_epochs, run_step, scan,
+                                selflabel, simclr, write_config, write_env)
 from tests.shapes import SHAPES, write_shapes
 from utils.checkpoint import load
 from utils.training import ResumeConflict
-
-class Killed(Exception):
-    pass
-
-
-def kill_after(module, monkeypatch, epochs_done):
-    """Make module.train_one_epoch raise once `epochs_done` epochs have completed."""
-    original, calls = module.train_one_epoch, []
-
-    def dying(*args, **kwargs):
-        if len(calls) == epochs_done:
-            raise Killed()
-        calls.append(1)
-        return original(*args, **kwargs)
-    monkeypatch.setattr(module, 'train_one_epoch', dying)
 
 
 def assert_same_weights(path_a, path_b):
@@ -70,7 +55,7 @@ def test_resume_matches_uninterrupted_run(step, module, configs, monkeypatch):
 
     run_step(module, env_straight, configs[step])
     with monkeypatch.context() as m:
-        kill_after(module, m, epochs_done=1)
+        kill_after_epochs(module, m, epochs_done=1)
         with pytest.raises(Killed):
             run_step(module, env_killed, configs[step])
     checkpoint = killed / output / step / 'checkpoint.pth.tar'

@@ -25,13 +25,7 @@ BACKBONE = 'timm/' + NAME
 HUB_REPO = 'timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k'  # the default tag's repository
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small ops on a CPU shared with other processes: one thread beats two that wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
