@@ -39,6 +39,7 @@ from losses import ConfidenceBasedCE
 from models.loading import clustering_model_from_scan, load_trained_clustering_model
 from utils.checkpoint import atomic_save
 from utils.device import autocast, prepare_model, to_device
+from utils.distributed import is_distributed
 from utils.inference import predict_clusters
 from utils.paths import file_digest
 from utils.progress import progress
@@ -177,6 +178,9 @@ def check_same_corrections(state, checkpoint, corrections_file, digest):
 
 def main(args):
     cfg, device = start_run(args, 'selflabel')
+    if is_distributed():  # a few epochs on one export's images: one process is enough
+        raise AnnotationError("selflabel.py --corrections runs in one process: start it with "
+                              "python, not torchrun")
     complete_image_settings(cfg)
     rows = read_rows(args.corrections)  # its form, before any model runs
     digest = file_digest(args.corrections)

@@ -145,7 +145,7 @@ STEP_SCHEMAS = {
         # selflabel.py --corrections (refine.py): epochs, learning rate (null: optimizer_kwargs.lr)
         # and the weight of the user's labels beside the confident pseudo-labels
         'refine_epochs': Key(int, 10),
-        'refine_lr': Key((int, float, type(None)), 0.001),
+        'refine_lr': Key((int, float, type(None)), None),
         'correction_weight': Key(NUMBER, 1.0),
     },
 }
