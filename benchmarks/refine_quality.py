@@ -33,6 +33,7 @@ STEPS = (('simclr.py', 'configs/pretext/simclr_folder.yml'),
          ('scan.py', 'configs/scan/scan_folder.yml'),
          ('selflabel.py', 'configs/selflabel/selflabel_folder.yml'))
 SELFLABEL_CONFIG = STEPS[-1][1]
+REFINE_EPOCHS = 10  # refine_epochs' default
 
 
 def write_digits(folder):
@@ -67,6 +68,12 @@ def read_export(folder):
             np.array([float(r['confidence']) for r in rows]))
 
 
+def least_confident(confidence, share):
+    looked = np.zeros(len(confidence), bool)
+    looked[np.argsort(confidence, kind='stable')[:int(round(share * len(confidence)))]] = True
+    return looked
+
+
 def write_corrections(path, export, truth, share):
     """corrections.csv that moves the least confident `share` of the images to the cluster of
     their class; returns the mask of the images looked at (corrected or found right)."""
@@ -74,8 +81,7 @@ def write_corrections(path, export, truth, share):
     num_clusters = int(clusters.max()) + 1
     class_of = hungarian_match(clusters, truth, max(num_clusters, 10), 10)
     cluster_of = {c: k for k, c in class_of.items() if c >= 0}
-    looked = np.zeros(len(ids), bool)
-    looked[np.argsort(confidence, kind='stable')[:int(round(share * len(ids)))]] = True
+    looked = least_confident(confidence, share)
     with open(path, 'w', newline='', encoding='utf-8') as f:
         writer = csv.writer(f)
         writer.writerow(['id', 'path', 'from', 'to'])
@@ -125,7 +131,24 @@ def one_seed(work, folder, labels, seed, percents, opts):
         print_row(rows[-1])
     print(f"seed {seed}: steps took " + ', '.join(f"{k} {v:.0f} s" for k, v in seconds.items()),
           flush=True)
+    return control(work, root, seed, common, rows, before, truth)
+
+
+def control(work, root, seed, common, rows, before, truth):
+    """The same number of epochs of plain self-labeling, no corrections (step 3 resumed for
+    refine_epochs more): what refining gains over training longer."""
+    (log_path,) = glob.glob(os.path.join(root, 'folder-*', 'selflabel', 'log.jsonl'))
+    with open(log_path) as f:
+        done = sum(1 for line in f if '"epoch"' in line)
+    run('selflabel.py', '--config_exp', SELFLABEL_CONFIG, *common, f'epochs={done + REFINE_EPOCHS}')
+    out = os.path.join(work, f'export-seed{seed}-control')
+    run('eval.py', '--config_exp', SELFLABEL_CONFIG, '--annotate', out, '--force', *common)
+    longer = read_export(out)[2]
+    for row in rows:
+        rest = ~least_confident(before[3], row['percent'] / 100)
+        row['acc_control'] = cluster_metrics(longer[rest], truth[rest], 10)['acc']
     return rows
+
 
 
 def refined_folder(root):
@@ -153,12 +176,15 @@ def main():
           flush=True)
     rows = [row for seed in args.seeds
             for row in one_seed(args.work, folder, labels, seed, args.percents, args.opts)]
-    print("\nmean over seeds:\n| share | ACC before | ACC after | change |\n|---|---|---|---|")
+    print(f"\nmean over seeds {args.seeds} (control: {REFINE_EPOCHS} more epochs of step 3, "
+          f"no corrections):\n| share | ACC before | ACC after refining | change | "
+          f"ACC control |\n|---|---|---|---|---|")
     for percent in args.percents:
         mine = [r for r in rows if r['percent'] == percent]
-        before = np.mean([r['acc_before'] for r in mine])
-        after = np.mean([r['acc_after'] for r in mine])
-        print(f"| {percent:g}% | {before:.4f} | {after:.4f} | {after - before:+.4f} |")
+        before, after, longer = (np.mean([r[k] for r in mine])
+                                 for k in ('acc_before', 'acc_after', 'acc_control'))
+        print(f"| {percent:g}% | {before:.4f} | {after:.4f} | {after - before:+.4f} | "
+              f"{longer:.4f} |")
 
 
 if __name__ == '__main__':
