@@ -108,9 +108,10 @@ def json_lines(text):
     return records
 
 
-def bench(preset, timeout):
+def bench(preset, timeout, steps):
     code, seconds, out, err = run([sys.executable, 'benchmarks/bench.py', '--presets', preset,
-                                   '--device', 'cuda'], timeout)
+                                   '--device', 'cuda', '--steps', str(steps), '--warmup', '3'],
+                                  timeout)
     result = {'returncode': code, 'seconds': round(seconds, 1), 'figures': json_lines(out)}
     if code:
         result['error_tail'] = err[-2000:]
@@ -166,16 +167,18 @@ def main(args):
         if not env.get('faiss_gpu'):
             print('gpu_check: faiss has no GPU support here: mining on the GPU uses the blocked '
                   'matrix-product fallback, and the faiss-gpu test is skipped')
-        budget = lambda share: max(30, int((args.budget - (time.time() - started)) * share))
+        # shares of the budget measured on an H200: tests ~60 s, digits ~110 s, each preset
+        # of the benchmark ~40-60 s at 10 steps; time one part leaves goes to the next
+        left = lambda: args.budget - (time.time() - started)
         print('gpu_check: CUDA tests ...', flush=True)
-        report['cuda_tests'] = cuda_tests(budget(0.3))
-        report['digits_pipeline'] = {}
+        report['cuda_tests'] = cuda_tests(max(30, int(left() * 0.2)))
         print('gpu_check: digits pipeline ...', flush=True)
-        report['digits_pipeline'] = digits_pipeline(budget(0.3))
+        report['digits_pipeline'] = digits_pipeline(max(30, int(left() * 0.4)))
         report['bench'] = {}
         for i, preset in enumerate(BENCH_PRESETS):
             print(f'gpu_check: bench {preset} ...', flush=True)
-            report['bench'][preset] = bench(preset, budget(1 / (len(BENCH_PRESETS) - i)))
+            share = max(30, int(left() / (len(BENCH_PRESETS) - i)))
+            report['bench'][preset] = bench(preset, share, args.bench_steps)
     report['seconds'] = round(time.time() - started, 1)
     with open(args.out, 'w') as f:
         json.dump(report, f, indent=2)
@@ -188,6 +191,8 @@ def get_args_parser():
     parser.add_argument('--out', default='gpu_check.json', help='the JSON written')
     parser.add_argument('--budget', type=int, default=450,
                         help='seconds for the whole check (default 450: inside 8 minutes)')
+    parser.add_argument('--bench-steps', type=int, default=10,
+                        help='measured steps per figure of bench.py (default 10)')
     return parser
 
 
