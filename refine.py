@@ -167,7 +167,13 @@ def print_report(report):
         f"{report['uncorrected_images']:,} changed cluster", 'green')
 
 
-def check_same_corrections(state, checkpoint, corrections_file, digest):
+def check_same_corrections(state, checkpoint, corrections_file, digest, weight):
+    """The corrections and their weight of the checkpoint (epochs and lr are checked as
+    `epochs` and `optimizer_kwargs.lr`, which they set)."""
+    before = state['config'].get('correction_weight')
+    if before != weight:
+        raise ResumeConflict(f"{checkpoint} was refined with correction_weight={before}, not "
+                             f"{weight}: restore it to resume, or {start_over(checkpoint)}")
     recorded = state.get('corrections_sha256')
     if recorded != digest:
         raise ResumeConflict(
@@ -223,7 +229,8 @@ def main(args):
     inputs = input_digests(start_path)
     state = resume_state(cfg, cfg.paths.refined_checkpoint, device, inputs)
     if state is not None:
-        check_same_corrections(state, cfg.paths.refined_checkpoint, args.corrections, digest)
+        check_same_corrections(state, cfg.paths.refined_checkpoint, args.corrections, digest,
+                               cfg.correction_weight)
     run_log.start(state)
     start_epoch = 0
     if state is not None:

@@ -209,6 +209,8 @@ def test_resume_with_another_corrections_file_is_refused(planted, refined, tmp_p
     other.write_text(refined['corrections'].read_text() + ',,3,2\n')
     with pytest.raises(Exception, match=r'refined with another corrections file'):
         planted.refine(other)
+    with pytest.raises(Exception, match=r'refined with correction_weight=1.0, not 2'):
+        planted.refine(refined['corrections'], 'correction_weight=2')
     # the same file resumes: all epochs done, nothing trained again, the same report
     assert planted.refine(refined['corrections']) == refined['report']
 
