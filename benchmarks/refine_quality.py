@@ -9,7 +9,7 @@ export of the refined model is scored. Prints ACC (Hungarian) on the images NOT 
 corrected share, before and after refining, and how many of those changed cluster.
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/refine_quality.py /tmp/refine_bench
-    ... --seeds 0 --percents 5 --opts epochs=10        # smaller (--opts go to every step)
+    ... --seeds 0 --percents 5 --step_epochs 20 20 10 --opts fast_augmentation=true  # smaller
 """
 import argparse
 import csv
@@ -92,7 +92,7 @@ def write_corrections(path, export, truth, share):
     return looked
 
 
-def one_seed(work, folder, labels, seed, percents, opts):
+def one_seed(work, folder, labels, seed, percents, opts, step_epochs=None):
     root = os.path.join(work, f'seed{seed}')
     env = os.path.join(work, f'env-seed{seed}.yml')
     with open(env, 'w') as f:
@@ -101,9 +101,10 @@ def one_seed(work, folder, labels, seed, percents, opts):
     common = ['--config_env', env, '--opts', f'folder={folder}', 'num_classes=10',
               f'seed={seed}', 'augmentation_kwargs.horizontal_flip=false', *opts]
     seconds = {}
-    for (script, config), step in zip(STEPS, ('pretext', 'scan', 'selflabel')):
+    for i, ((script, config), step) in enumerate(zip(STEPS, ('pretext', 'scan', 'selflabel'))):
+        epochs = [f'epochs={step_epochs[i]}'] if step_epochs else []
         if not glob.glob(os.path.join(root, 'folder-*', step, 'model.pth.tar')):  # a rerun
-            _, seconds[script] = run(script, '--config_exp', config, *common)
+            _, seconds[script] = run(script, '--config_exp', config, *common, *epochs)
     base = os.path.join(work, f'export-seed{seed}')
     run('eval.py', '--config_exp', SELFLABEL_CONFIG, '--annotate', base, '--force', *common)
     before = read_export(base)
@@ -168,6 +169,8 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--percents', type=float, nargs='+', default=[1, 5, 10])
     parser.add_argument('--opts', nargs='*', default=[], help='KEY=VALUE for every step')
+    parser.add_argument('--step_epochs', type=int, nargs=3, metavar=('PRETEXT', 'SCAN', 'SELF'),
+                        help="epochs of the three steps (default: the configs')")
     args = parser.parse_args()
     folder = os.path.join(args.work, 'digits')
     labels = write_digits(folder)
@@ -175,7 +178,8 @@ def main():
           "ACC after (rest) | change | rest changed cluster |\n|---|---|---|---|---|---|---|---|",
           flush=True)
     rows = [row for seed in args.seeds
-            for row in one_seed(args.work, folder, labels, seed, args.percents, args.opts)]
+            for row in one_seed(args.work, folder, labels, seed, args.percents, args.opts,
+                                args.step_epochs)]
     print(f"\nmean over seeds {args.seeds} (control: {REFINE_EPOCHS} more epochs of step 3, "
           f"no corrections):\n| share | ACC before | ACC after refining | change | "
           f"ACC control |\n|---|---|---|---|---|")
