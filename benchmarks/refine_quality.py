@@ -92,7 +92,7 @@ def write_corrections(path, export, truth, share):
     return looked
 
 
-def one_seed(work, folder, labels, seed, percents, opts, step_epochs=None):
+def one_seed(work, folder, labels, seed, percents, opts, step_epochs=None, refine_opts=()):
     root = os.path.join(work, f'seed{seed}')
     env = os.path.join(work, f'env-seed{seed}.yml')
     with open(env, 'w') as f:
@@ -114,7 +114,7 @@ def one_seed(work, folder, labels, seed, percents, opts, step_epochs=None):
         corrections = os.path.join(work, f'corrections-seed{seed}-{percent:g}.csv')
         looked = write_corrections(corrections, before, truth, percent / 100)
         out, seconds['refine'] = run('selflabel.py', '--config_exp', SELFLABEL_CONFIG,
-                                     '--corrections', corrections, *common)
+                                     '--corrections', corrections, *common, *refine_opts)
         refined_dir = refined_folder(root)
         after_dir = os.path.join(work, f'export-seed{seed}-refined{percent:g}')
         run('eval.py', '--config_exp', SELFLABEL_CONFIG, '--annotate', after_dir, '--force',
@@ -169,6 +169,8 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--percents', type=float, nargs='+', default=[1, 5, 10])
     parser.add_argument('--opts', nargs='*', default=[], help='KEY=VALUE for every step')
+    parser.add_argument('--refine_opts', nargs='*', default=[],
+                        help='KEY=VALUE for selflabel.py --corrections alone (refine_epochs=5)')
     parser.add_argument('--step_epochs', type=int, nargs=3, metavar=('PRETEXT', 'SCAN', 'SELF'),
                         help="epochs of the three steps (default: the configs')")
     args = parser.parse_args()
@@ -179,7 +181,7 @@ def main():
           flush=True)
     rows = [row for seed in args.seeds
             for row in one_seed(args.work, folder, labels, seed, args.percents, args.opts,
-                                args.step_epochs)]
+                                args.step_epochs, args.refine_opts)]
     print(f"\nmean over seeds {args.seeds} (control: {REFINE_EPOCHS} more epochs of step 3, "
           f"no corrections):\n| share | ACC before | ACC after refining | change | "
           f"ACC control |\n|---|---|---|---|---|")
