@@ -23,6 +23,7 @@ from sklearn.cluster import KMeans
 
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
+from annotation.overview import OverviewSettings
 from data import build_dataset
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
@@ -112,20 +113,22 @@ def load_clustering_model(path, backbone, device):
 
 
 def predict_dataset(model, head, dataset, cfg, device):
-    """(probabilities N x clusters of the chosen head, targets) under the validation transform."""
+    """(probabilities N x clusters of the chosen head, targets, backbone features) under the
+    validation transform."""
     predictions = predict_clusters(model, make_eval_loader(cfg, dataset, device), device)
-    return predictions['probs'][head], predictions['targets']
+    return predictions['probs'][head], predictions['targets'], predictions['features']
 
 
 def predict_val(model, head, val_set, cfg, device):
-    """(probabilities of `head`, targets) on the val split: from the features of a frozen
-    backbone that the steps cached, where they are this model's; else by running the model."""
+    """(probabilities of `head`, targets, backbone features) on the val split: from the features
+    of a frozen backbone that the steps cached, where they are this model's; else by running
+    the model."""
     features = cached_val_features(cfg, model.backbone, val_set, device)
     if features is None:
         return predict_dataset(model, head, val_set, cfg, device)
     heads = prepare_model(heads_on_features(model), device)
     predictions = predict_clusters(heads, cached_eval_loader(cfg, features), device)
-    return predictions['probs'][head], predictions['targets']
+    return predictions['probs'][head], predictions['targets'], predictions['features']
 
 
 def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head):
@@ -222,7 +225,8 @@ def annotation_request(args, cfg):
             f"annotate. Run scan.py (and selflabel.py), then pass configs/scan/... or "
             f"configs/selflabel/... with the same --opts")
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
-                            tuple(f for f in (cfg.folder, args.predict) if f))
+                            tuple(f for f in (cfg.folder, args.predict) if f),
+                            OverviewSettings.of_config(cfg))
     check_request(request)
     return request
 
@@ -238,11 +242,13 @@ def open_predict_folder(args, cfg):
 def prepare_annotation(request, cfg, device, model, head, model_path, evaluated, predict_set):
     """--annotate: the val split's images (as evaluated), or with --predict the new folder's,
     checked with the names and corrections before anything is written."""
-    val_set, probs = evaluated
+    val_set, probs, features = evaluated
     if predict_set is None:
-        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path)
-    predict_probs, _ = predict_dataset(model, head, predict_set, cfg, device)
-    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path)
+        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path,
+                              features)
+    predict_probs, _, predict_features = predict_dataset(model, head, predict_set, cfg, device)
+    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path,
+                          predict_features)
 
 
 def main(args):
@@ -265,10 +271,10 @@ def main(args):
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
-        probs, targets = predict_val(model, head, val_set, cfg, device)
+        probs, targets, features = predict_val(model, head, val_set, cfg, device)
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
-                                        (val_set, probs), predict_set)
+                                        (val_set, probs, features), predict_set)
         results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     path = os.path.join(out_dir, 'metrics.json')
     with open(path, 'w') as f:

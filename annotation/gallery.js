@@ -315,6 +315,7 @@
     renderNav();
     renderSelection();
     renderChanges();
+    document.dispatchEvent(new CustomEvent('scan-gallery-render'));  // map.js redraws
     const again = focused && document.querySelector(`[data-focus="${focused}"]`);
     if (again) again.focus();
   }
@@ -400,6 +401,7 @@
     render();
   }
 
-  window.scanGallery = {state, namesYaml, correctionsCsv, yamlString, csvCell, render};
+  window.scanGallery = {state, namesYaml, correctionsCsv, yamlString, csvCell, render,
+                        currentCluster, thumbnail, renderSelection};  // the last three: map.js
   start();
 })();

@@ -18,6 +18,7 @@ SMALL_THUMB = 48  # thumbnails below this are shown enlarged with visible pixels
 MOST, LEAST, PAGE = 12, 6, 60  # per cluster: most and least confident shown, then pages of 60
 SHOWN_SKIPPED = 1000  # skipped files listed in the page (all of them are in summary.json)
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gallery.js')
+MAP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'map.js')  # + its style
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 1.5em 1.5em; color: #222; }
@@ -100,6 +101,7 @@ def index_html(title, summary_lines, skipped, csv_name):
         '<button type="button" id="save-corrections">Save corrections</button>'
         '<details id="changes"><summary id="changes-summary"></summary>'
         '<ul id="changes-list"></ul></details></div>')
+    body.append('<div id="overview"></div>')  # map.js: the map, duplicates, top outliers
     body.append('<nav id="nav" aria-label="Clusters"></nav>')
     body.append('<section id="merged-section" hidden><h2>Merged clusters</h2>'
                 '<ul id="merged"></ul></section>')
@@ -111,7 +113,8 @@ def index_html(title, summary_lines, skipped, csv_name):
                 f'summary.json</p>' if len(skipped) > SHOWN_SKIPPED else '')
         body.append(f'<section id="skipped"><h2>Skipped files ({len(skipped):,})</h2>'
                     f'<ul>{items}</ul>{more}</section>')
-    body.append('<script src="gallery-data.js"></script>\n<script src="gallery.js"></script>')
+    body.append('<script src="gallery-data.js"></script>\n<script src="gallery.js"></script>\n'
+                '<script src="map.js"></script>')
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<title>{e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n'
             + '\n'.join(body) + '\n</body>\n</html>\n')
@@ -119,4 +122,9 @@ def index_html(title, summary_lines, skipped, csv_name):
 
 def gallery_script():
     with open(SCRIPT, encoding='utf-8') as f:
+        return f.read()
+
+
+def map_script():
+    with open(MAP_SCRIPT, encoding='utf-8') as f:
         return f.read()

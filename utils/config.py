@@ -105,6 +105,10 @@ COMMON_SCHEMA = {
     # fp32 as the original; bf16: autocast in training, mining and evaluation, and TF32
     # matrix products on CUDA
     'precision': Key(str, 'fp32', choices=('fp32', 'bf16')),
+    # eval.py --annotate: the map, near-duplicates and outliers (annotation/, docs/map.md)
+    'overview_kwargs': {'map_method': Key(str, 'auto', choices=('auto', 'umap', 'tsne', 'pca')),
+                        'map_neighbors': Key(int, 15), 'map_min_dist': Key(NUMBER, 0.1),
+                        'duplicate_distance': Key(int, 24), 'outlier_neighbors': Key(int, 10)},
 }
 
 SIMCLR_SCHEMA = {
@@ -218,6 +222,11 @@ RANGES = {
     # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none
     'confidence_threshold': between(0, 1, high_open=True),
     'ema_alpha': between(0, 1, low_open=True, high_open=True),
+    'overview_kwargs.map_neighbors': between(2, 200),
+    'overview_kwargs.map_min_dist': between(0, 1),
+    # bits of the 192-bit perceptual code (annotation/duplicates.py); 0: identical codes only
+    'overview_kwargs.duplicate_distance': between(0, 96),
+    'overview_kwargs.outlier_neighbors': between(1, 100),
 }
 ENV_RANGES = {'device': DEVICE}
 UNBOUNDED = {'seed'}  # numeric keys any value of which works
