@@ -7,7 +7,9 @@ imagehash hashes of 64 bits side by side (pHash: low DCT frequencies, dHash: hor
 gradients, wHash: Haar wavelets), so the distance is the sum of the three; each alone confused
 distinct pictures that the sum tells apart (benchmarks/duplicates_quality.py, docs/map.md). The
 pairs come from faiss's binary range search: 100,000 images cost seconds, not 10^10 Python
-comparisons. Pairs are joined into groups (connected components).
+comparisons. Pairs are joined into groups (connected components). Pictures under MIN_SIDE
+pixels a side (8 x 8 digits, icons) have too little detail for a perceptual code to tell them
+apart (every digit would be a near copy of dozens): they are matched by content only.
 """
 import hashlib
 import os
@@ -22,6 +24,7 @@ from scipy.sparse.csgraph import connected_components
 from utils.progress import progress
 
 HASH_SIDE = 64  # pixels the image is decoded to before hashing (pHash itself works at 32)
+MIN_SIDE = 32   # pixels: smaller pictures get no perceptual code (exact copies only)
 HASHES = (imagehash.phash, imagehash.dhash, imagehash.whash)
 CODE_BYTES = 3 * 8
 THREADS = min(4, os.cpu_count() or 1)  # PIL decodes without the GIL
@@ -41,8 +44,9 @@ def perceptual_code(image):
 
 
 def image_fingerprints(images):
-    """(content digests, perceptual codes as N x CODE_BYTES uint8) of an ImageSet
-    (annotation.images); an image that cannot be read now gets digest None, in no group."""
+    """(content digests, perceptual codes as N x CODE_BYTES uint8, whether each has a code) of
+    an ImageSet (annotation.images); an image that cannot be read now gets digest None and no
+    code: it is in no group."""
     paths = images.dataset.paths
 
     def fingerprint(index):
@@ -51,14 +55,16 @@ def image_fingerprints(images):
             digest = file_digest(paths[index]) if paths is not None \
                 else hashlib.sha256(images.dataset.load_image(index).tobytes()).hexdigest()
         except Exception:  # PIL raises many types on bad data; the export lists such files
-            return None, np.zeros(CODE_BYTES, np.uint8)
-        return digest, perceptual_code(image)
+            return None, np.zeros(CODE_BYTES, np.uint8), False
+        if min(image.size) < MIN_SIDE:
+            return digest, np.zeros(CODE_BYTES, np.uint8), False
+        return digest, perceptual_code(image), True
 
     with ThreadPoolExecutor(THREADS) as pool:
         found = list(progress(pool.map(fingerprint, range(len(images))), total=len(images),
                               unit='image', desc='Duplicates', leave=False))
-    return [d for d, _ in found], np.stack([h for _, h in found]) if found \
-        else np.zeros((0, CODE_BYTES), np.uint8)
+    codes = np.stack([c for _, c, _ in found]) if found else np.zeros((0, CODE_BYTES), np.uint8)
+    return [d for d, _, _ in found], codes, np.array([h for _, _, h in found], bool)
 
 
 def similar_pairs(hashes, max_distance):
@@ -105,11 +111,11 @@ class Duplicates:
     """Groups of duplicates of an export: `groups` (per image, -1 or its group id), `exact`
     (per image, True where another image has the very same content)."""
 
-    def __init__(self, digests, hashes, max_distance):
+    def __init__(self, digests, codes, max_distance, coded=None):
         n = len(digests)
-        readable = np.array([d is not None for d in digests], bool)
-        near = similar_pairs(hashes, max_distance)
-        near = near[readable[near[:, 0]] & readable[near[:, 1]]]
+        coded = np.array([d is not None for d in digests], bool) if coded is None else coded
+        near = similar_pairs(codes, max_distance)
+        near = near[coded[near[:, 0]] & coded[near[:, 1]]]
         same = exact_pairs(digests)
         self.groups = group_pairs(np.concatenate([near, same]), n)
         self.exact = np.zeros(n, bool)
@@ -118,7 +124,8 @@ class Duplicates:
 
     @classmethod
     def of_images(cls, images, max_distance):
-        return cls(*image_fingerprints(images), max_distance)
+        digests, codes, coded = image_fingerprints(images)
+        return cls(digests, codes, max_distance, coded)
 
     def members(self):
         """The groups as lists of image ids, in group order."""

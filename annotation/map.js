@@ -20,7 +20,7 @@
   const style = document.createElement('style');
   style.textContent = `
     #map-box { position: relative; max-width: 1000px; }
-    #map-canvas { width: 100%; aspect-ratio: 4 / 3; border: 1px solid #ccc; cursor: crosshair;
+    #map-canvas { width: 100%; height: min(65vh, 640px); border: 1px solid #ccc; cursor: crosshair;
                   touch-action: none; display: block; background: #fff; }
     #map-tip { position: absolute; pointer-events: none; background: #fff; border: 1px solid #888;
                padding: 4px; font-size: 0.75em; max-width: 180px; z-index: 2; }
@@ -103,17 +103,22 @@
     const image = context.createImageData(width, height);
     const pixels = new Uint32Array(image.data.buffer);
     pixels.fill(0xffffffff);
-    const packed = rgb.map(([r, g, b]) => (255 << 24 | b << 16 | g << 8 | r) >>> 0);
+    // ABGR in one 32-bit word: the pixel layout of little-endian machines (all browsers run on)
+    const packed = Uint32Array.from(rgb, ([r, g, b]) => (255 << 24 | b << 16 | g << 8 | r) >>> 0);
     const f = fit();
     const base = N < 2000 ? 4 : N < 20000 ? 3 : 2;  // pixels of a point, growing with the zoom
     const size = Math.round(Math.min(8, base * Math.sqrt(view.scale)) * ratio);
+    // toScreen inlined: this loop runs once per image on every redraw
+    const ax = f.side * view.scale, bx = f.left - view.x * view.scale - size / 2;
+    const by = f.top - view.y * view.scale - size / 2;
+    const maxX = width - size, maxY = height - size;
     for (let i = 0; i < N; i++) {
-      const [sx, sy] = toScreen(i, f);
-      const x0 = Math.round(sx - size / 2), y0 = Math.round(sy - size / 2);
-      if (x0 < 0 || y0 < 0 || x0 + size > width || y0 + size > height) continue;
+      const x0 = Math.round(xs[i] * ax + bx), y0 = Math.round(ys[i] * ax + by);
+      if (x0 < 0 || y0 < 0 || x0 > maxX || y0 > maxY) continue;
       const color = packed[clusterOf[i]];
-      for (let dy = 0; dy < size; dy++) pixels.fill(color, (y0 + dy) * width + x0,
-                                                    (y0 + dy) * width + x0 + size);
+      for (let row = y0 * width + x0, end = row + size * width; row < end; row += width) {
+        for (let p = row; p < row + size; p++) pixels[p] = color;
+      }
     }
     context.putImageData(image, 0, 0);
     context.lineWidth = 2 * ratio;
@@ -256,8 +261,8 @@
     const scale = Math.min(400, Math.max(1, view.scale * factor));
     const [dx, dy] = toData(px, py, f);
     view.scale = scale;
-    view.x = dx * f.side - (px - f.left) / scale;
-    view.y = dy * f.side - (py - f.top) / scale;
+    view.x = scale > 1 ? dx * f.side - (px - f.left) / scale : 0;  // fully out: the whole map
+    view.y = scale > 1 ? dy * f.side - (py - f.top) / scale : 0;
     redraw();
   }
 

@@ -121,7 +121,7 @@ def main():
           f"{truth} true pairs; the machine may be shared: times are indicative")
 
     thumbs = [images.load_thumbnail(i, HASH_SIDE) for i in range(len(images))]
-    content, _ = image_fingerprints(images)
+    content, _, _ = image_fingerprints(images)
     rows = [(name, np.stack([np.packbits(function(t).hash.ravel()) for t in thumbs]),
              SINGLE_DISTANCES) for name, function in HASHES.items()]
     rows.append(('p+d+w code', np.stack([perceptual_code(t) for t in thumbs]), CODE_DISTANCES))

@@ -88,6 +88,22 @@ def test_exact_and_near_copies_are_grouped_and_distinct_pictures_are_not(folder,
     assert strict == {frozenset((index[exact], index[folder[1][exact]]))}
 
 
+def test_tiny_pictures_are_matched_by_content_only(tmp_path):
+    """12 x 12 pictures that differ by a pixel each: no perceptual code tells such pictures
+    apart, so only the exact copy is grouped."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    for i in range(6):
+        pixels = base.copy()
+        pixels[i, i] = 255 - pixels[i, i]
+        Image.fromarray(pixels).save(tmp_path / f'tiny_{i}.png')
+    shutil.copyfile(tmp_path / 'tiny_0.png', tmp_path / 'tiny_0 copy.png')
+    dataset = ImageFolderDataset(str(tmp_path))
+    members = Duplicates.of_images(image_set(dataset, 'tiny'), 24).members()
+    assert [[os.path.basename(dataset.paths[i]) for i in ids] for ids in members] == \
+        [['tiny_0 copy.png', 'tiny_0.png']]
+
+
 def test_pairs_and_groups_from_codes():
     codes = np.zeros((5, 24), np.uint8)
     codes[1, 0] = 0b111  # 3 bits from image 0
