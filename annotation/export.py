@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 
 from annotation import gallery
-from annotation.overview import MAP_NAME, Overview, OverviewSettings
 from annotation.corrections import Corrections, match_corrections, read_rows
 from annotation.images import image_set, match_names
 from annotation.names import AnnotationError, default_names, names_yaml, read_names
 from annotation.outfolder import ExportFolder
+from annotation.overview import MAP_NAME, Overview, OverviewSettings
 from annotation.tables import csv_text
 from utils.plots import prototype_grid
 from utils.progress import progress

@@ -7,8 +7,9 @@ to 70-90%, re-encoded as JPEG quality 60-85, and cropped by up to 5% or brighten
 found (two images are a true pair when they come from the same picture) for several hashes and
 distances, and the time of the export's duplicate search.
 
-    python benchmarks/duplicates_quality.py /tmp/dups --source digits
-    python benchmarks/duplicates_quality.py /tmp/dups-photos --source photos --images 10000
+    python benchmarks/duplicates_quality.py /tmp/dups-digits --source digits
+    python benchmarks/duplicates_quality.py /tmp/dups-photos --source photos --images 2000
+    python benchmarks/duplicates_quality.py /tmp/dups-10k --source photos --images 10000 --time_only
 """
 import argparse
 import os
@@ -62,17 +63,23 @@ def altered(image, rng):
     return ImageEnhance.Brightness(image).enhance(1 + rng.uniform(0, 0.1))
 
 
+MARKER = '.duplicates-benchmark'  # in a folder this script built (hidden: not an image)
+
+
 def build_folder(folder, source, count, seed):
-    """The folder with its planted copies; per file (sorted as listed) the picture it shows."""
+    """A new folder of pictures and planted copies (never one that holds anything else)."""
+    if os.path.exists(folder) and os.listdir(folder):
+        sys.exit(f"{folder} exists and is not empty: give a new folder (or --reuse one this "
+                 f"script built)")
     rng = np.random.default_rng(seed)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    picture = {}
-    for i, (name, image) in enumerate(originals(source, count, rng)):
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, MARKER), 'w').close()
+    names = []
+    for name, image in originals(source, count, rng):
         path = os.path.join(folder, name)
         image.save(path, quality=90) if name.endswith('.jpg') else image.save(path)
-        picture[path] = i
-    names = sorted(picture)
+        names.append(path)
+    names.sort()
     near = rng.choice(len(names), round(0.05 * len(names)), replace=False)
     exact = rng.choice(np.setdiff1d(np.arange(len(names)), near), round(0.02 * len(names)),
                        replace=False)
@@ -80,12 +87,25 @@ def build_folder(folder, source, count, seed):
         copy = os.path.join(folder, f'near_copy_{i:05d}.jpg')
         altered(Image.open(names[i]).convert('RGB'), rng).save(copy,
                                                                quality=int(rng.integers(60, 86)))
-        picture[copy] = picture[names[i]]
     for i in exact:
-        copy = os.path.join(folder, 'exact_copy_' + os.path.basename(names[i]))
-        shutil.copyfile(names[i], copy)
-        picture[copy] = picture[names[i]]
-    return picture, len(near), len(exact)
+        shutil.copyfile(names[i], os.path.join(folder, 'exact_copy_' + os.path.basename(names[i])))
+
+
+def source_pictures(paths):
+    """Per image, the number of the original picture it shows (from the names given above)."""
+    originals_ = sorted(p for p in paths if not os.path.basename(p).startswith(('near_copy_',
+                                                                              'exact_copy_')))
+    number = {p: i for i, p in enumerate(originals_)}
+    found = []
+    for path in paths:
+        name = os.path.basename(path)
+        if name.startswith('near_copy_'):
+            found.append(int(name[len('near_copy_'):-len('.jpg')]))
+        elif name.startswith('exact_copy_'):
+            found.append(number[os.path.join(os.path.dirname(path), name[len('exact_copy_'):])])
+        else:
+            found.append(number[path])
+    return np.array(found)
 
 
 def pairs_in(labels):
@@ -105,21 +125,34 @@ def scores(groups, source):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('folder', help='made (emptied first) for the benchmark')
+    parser.add_argument('folder', help='a new folder, made for the benchmark')
+    parser.add_argument('--reuse', action='store_true', help='the folder of an earlier run')
+    parser.add_argument('--time_only', action='store_true',
+                        help="only the export's search (no table of single hashes)")
     parser.add_argument('--source', choices=('digits', 'photos'), default='digits')
     parser.add_argument('--images', type=int, default=1797, help='originals before the copies')
     parser.add_argument('--max_distance', type=int, default=24,
                         help="the export's threshold, timed (default: the config's default)")
+    parser.add_argument('--also', type=int, nargs='*', default=(),
+                        help='other distances to score (the fingerprints once more)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
-    picture, near, exact = build_folder(args.folder, args.source, args.images, args.seed)
+    if not (args.reuse and os.path.isfile(os.path.join(args.folder, MARKER))):
+        build_folder(args.folder, args.source, args.images, args.seed)
     dataset = ImageFolderDataset(args.folder)
     images = image_set(dataset, args.folder)
-    source_of = np.array([picture[p] for p in dataset.paths])
-    truth = pairs_in(source_of)
-    print(f"{len(images):,} images ({args.source}): {near} near copies, {exact} exact copies, "
-          f"{truth} true pairs; the machine may be shared: times are indicative")
+    source_of = source_pictures(dataset.paths)
+    names = [os.path.basename(p) for p in dataset.paths]
+    print(f"{len(images):,} images: {sum(n.startswith('near_copy_') for n in names)} near "
+          f"copies, {sum(n.startswith('exact_copy_') for n in names)} exact copies, "
+          f"{pairs_in(source_of)} true pairs; the machine may be shared: times are indicative")
+    if not args.time_only:
+        hash_table(images, source_of)
+    time_export(images, source_of, args.max_distance, args.also)
 
+
+def hash_table(images, source_of):
+    """Precision / recall of each imagehash hash alone and of the export's code, by distance."""
     thumbs = [images.load_thumbnail(i, HASH_SIDE) for i in range(len(images))]
     content, _, _ = image_fingerprints(images)
     rows = [(name, np.stack([np.packbits(function(t).hash.ravel()) for t in thumbs]),
@@ -133,14 +166,21 @@ def main():
             cells.append(f"  d<={d:<2} {p:.3f} / {r:.3f}")
         print(f"{name:<13}" + ''.join(cells))
 
+
+def time_export(images, source_of, max_distance, also=()):
+    """The export's search, timed; then its precision / recall at the other distances."""
     start = time.perf_counter()
-    found = Duplicates.of_images(images, args.max_distance)
+    found = Duplicates.of_images(images, max_distance)
     seconds = time.perf_counter() - start
     p, r = scores(found.groups, source_of)
-    print(f"export (code, distance {args.max_distance}): {seconds:.2f} s for {len(images):,} "
-          f"images "
-          f"({1000 * seconds / len(images):.2f} ms each); P {p:.3f} R {r:.3f}; "
+    print(f"export (code, distance {max_distance}): {seconds:.2f} s for {len(images):,} "
+          f"images ({1000 * seconds / len(images):.2f} ms each); P {p:.3f} R {r:.3f}; "
           f"{found.summary()}")
+    if also:
+        digests, codes, coded = image_fingerprints(images)
+        for d in also:
+            p, r = scores(Duplicates(digests, codes, d, coded).groups, source_of)
+            print(f"  distance {d}: P {p:.3f} R {r:.3f}")
 
 
 if __name__ == '__main__':

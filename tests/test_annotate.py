@@ -92,9 +92,12 @@ def test_csv_has_one_row_per_readable_image(run, annotated):
                       'x', 'y', 'duplicate_group', 'outlier_score']  # no label
     assert [row[0] for row in rows] == sorted(run.truth)  # every good image once, none bad
     assert len(rows) == 3 * PER_KIND
-    for i, (path, cluster, confidence, name, source, image_id) in enumerate(rows):
+    for i, (path, cluster, confidence, name, source, image_id, x, y, _, outlier) in \
+            enumerate(rows):
         assert 0 <= int(cluster) < 3 and 1 / 3 <= float(confidence) <= 1
         assert name == f"cluster {cluster}" and source == 'model' and image_id == str(i)
+        assert 0 <= float(x) <= 1 and 0 <= float(y) <= 1 and 0 <= float(outlier) <= 1
+    assert os.path.isfile(os.path.join(out, 'map.png'))  # the map of the model's features
     assert results['annotations'] == os.path.join(out, 'annotations.csv')
     summary = json.load(open(os.path.join(out, 'summary.json')))
     assert sorted(s['path'] for s in summary['skipped']) == sorted(run.bad)
@@ -412,7 +415,8 @@ def test_gallery_opens_in_headless_chromium(annotated, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
     images = WebDriverWait(browser, 20).until(lambda d: (lambda found: found if all(
         complete and width > 0 for _, complete, width, _ in found) else None)(js(
-            d, "return [...document.images].map(i => [i.getAttribute('src'), i.complete, "
+            d, "return [...document.querySelectorAll('#clusters img')].map(i => "
+               "[i.getAttribute('src'), i.complete, "
                "i.naturalWidth, i.loading])")))
     assert len(images) == 3 * (12 + 6) and all(lazy == 'lazy' for *_, lazy in images)
     browser.save_screenshot(str(tmp_path / 'gallery.png'))
