@@ -34,13 +34,14 @@ from models import ContrastiveModel, build_backbone
 from models.heads import heads_on_features
 from models.loading import load_contrastive_weights, load_trained_clustering_model, require
 from models.original import read_model_file
-from utils.checkpoint import load_state_dict_strict
+from utils.checkpoint import atomic_write_text, load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
 from utils.mining import neighbor_accuracy
+from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, prototype_grid
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
@@ -253,6 +254,8 @@ def main(args):
     require(model_path, {'pretext': 'simclr.py', 'scan': 'scan.py',
                          'selflabel': 'selflabel.py'}[cfg.step])
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
+    if args.predict:  # the new images get the protection of the config's folder
+        protect(args.predict, 'the --predict folder')
     lock_run_folder(cfg, out_dir)
     check_fingerprint(cfg)  # the images step 1 saw
     use_training_transform(cfg, read_model_file(model_path).config, model_path)
@@ -271,8 +274,7 @@ def main(args):
                                         (val_set, probs), predict_set)
         results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     path = os.path.join(out_dir, 'metrics.json')
-    with open(path, 'w') as f:
-        json.dump(results, f, indent=2)
+    atomic_write_text(path, json.dumps(results, indent=2))
     print_results(results)
     log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
     if export:
