@@ -1,0 +1,270 @@
+"""Hostile and careless use, round 2 (issue 16): links where outputs go, step folders that lead
+into the images, interrupted exports, --predict above the outputs, damaged outputs of our own,
+values without bounds. Each case ends in success or a message naming the problem, and the
+image folders and the user's files are hashed before and after."""
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+import eval as eval_script
+import scan
+import simclr
+from annotation.export import ExportRequest, prepare_export
+from annotation.outfolder import JOURNAL, MANIFEST
+from data.image_folder import ImageFolderDataset
+from tests.file_hashes import folder_hash
+from tests.folder_images import KINDS, write_pattern_folder
+from tests.pipeline_run import folder_outputs, write_env
+from utils.checkpoint import UMASK
+from utils.runtime import get_args_parser, run_cli
+
+CONFIGS = {'pretext': 'configs/pretext/simclr_folder.yml', 'scan': 'configs/scan/scan_folder.yml'}
+KIND = KINDS[0]
+OPTS = {'pretext': ['epochs=1', 'batch_size=18', 'num_neighbors=3', 'num_neighbors_val=3'],
+        'scan': ['epochs=1', 'batch_size=18', 'num_neighbors=3']}
+
+
+def run_message(module, env, step, *extra, opts=(), parser=None):
+    """The message a script run ends with (it must end in one, not a traceback)."""
+    with pytest.raises(SystemExit) as end:
+        run(module, env, step, *extra, opts=opts, parser=parser)
+    return str(end.value.code)
+
+
+def run(module, env, step, *extra, opts=(), parser=None):
+    argv = ['--config_env', env.path, '--config_exp', CONFIGS[step], *extra,
+            '--opts', *env.opts, *OPTS[step], *opts]
+    return run_cli(module.main, parser or get_args_parser('test'), argv)
+
+
+def evaluate(env, *extra, opts=()):
+    return run(eval_script, env, 'scan', *extra, opts=opts, parser=eval_script.get_eval_parser())
+
+
+def make_env(tmp, folder, root_name='outputs', classes=3):
+    root = os.path.join(tmp, root_name)
+    return types.SimpleNamespace(path=write_env(os.path.join(tmp, f'env-{root_name}'), root),
+                                 root=root, outputs=folder_outputs(root, folder),
+                                 opts=[f'folder={folder}', f'num_classes={classes}',
+                                       'num_workers=0'])
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Steps 1 and 2 (one epoch each) on 18 labelled pictures of 3 kinds."""
+    tmp = str(tmp_path_factory.mktemp('round2'))
+    folder = os.path.join(tmp, 'photos')
+    write_pattern_folder(folder, 6, labelled=True)
+    env = make_env(tmp, folder)
+    run(simclr, env, 'pretext')
+    run(scan, env, 'scan')
+    return types.SimpleNamespace(tmp=tmp, folder=folder, env=env, before=folder_hash(folder))
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A fresh folder of 18 pictures (for the cases that never get to train)."""
+    folder = str(tmp_path / 'photos')
+    write_pattern_folder(folder, 6, labelled=True)
+    return folder, folder_hash(folder)
+
+
+# 1. Writes never follow links ------------------------------------------------------------------
+
+def test_a_lock_that_links_to_an_image_is_refused_and_the_image_untouched(tmp_path, photos):
+    folder, before = photos
+    env = make_env(str(tmp_path), folder)
+    victim = os.path.join(folder, KIND, os.listdir(os.path.join(folder, KIND))[0])
+    os.makedirs(os.path.join(env.outputs, 'pretext'))
+    os.symlink(victim, os.path.join(env.outputs, 'pretext', '.lock'))
+    message = run_message(simclr, env, 'pretext')
+    assert f"{env.outputs}/pretext/.lock is a link (to {victim}): this code never writes " \
+           f"through a link; delete the link and rerun" in message
+    assert folder_hash(folder) == before
+
+
+def test_a_lock_that_is_a_fifo_is_refused_not_waited_on(tmp_path, photos):
+    folder, before = photos
+    env = make_env(str(tmp_path), folder)
+    os.makedirs(os.path.join(env.outputs, 'pretext'))
+    os.mkfifo(os.path.join(env.outputs, 'pretext', '.lock'))
+    message = run_message(simclr, env, 'pretext')
+    assert f"{env.outputs}/pretext/.lock is not a regular file" in message
+    assert folder_hash(folder) == before
+
+
+def test_eval_outputs_that_are_links_are_replaced_not_written_through(trained, tmp_path):
+    user = tmp_path / 'user'
+    user.mkdir()
+    eval_dir = os.path.join(trained.env.outputs, 'scan', 'eval')
+    os.makedirs(eval_dir, exist_ok=True)
+    targets = {}
+    for name in ('metrics.json', 'confusion_matrix.png', 'prototypes.png'):
+        target = user / name
+        target.write_text(f'my {name}')
+        targets[target] = f'my {name}'
+        if os.path.lexists(os.path.join(eval_dir, name)):
+            os.remove(os.path.join(eval_dir, name))
+        os.symlink(target, os.path.join(eval_dir, name))
+    results = evaluate(trained.env)
+    assert 'acc' in results
+    for target, text in targets.items():
+        assert target.read_text() == text
+        assert not os.path.islink(os.path.join(eval_dir, target.name))
+    with open(os.path.join(eval_dir, 'metrics.json')) as f:
+        assert json.load(f)['acc'] == results['acc']
+    assert folder_hash(trained.folder) == trained.before
+
+
+def test_the_feature_cache_and_log_replace_links_in_their_place(tmp_path):
+    from data.feature_cache import read_cached, write_cached
+    from utils.training import RunLog
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'precious')
+    out = tmp_path / 'pretext'
+    out.mkdir()
+    for name in ('features-train.npy', 'features-train.json', 'log.jsonl'):
+        os.symlink(victim, out / name)
+    key = {'images': 'a', 'backbone': 'b', 'preprocessing': 'c'}
+    write_cached(str(out / 'features-train.npy'), np.ones((4, 2), np.float32), key)
+    assert read_cached(str(out / 'features-train.npy'), key, 4)[0].shape == (4, 2)
+    log = RunLog(str(out / 'log.jsonl'))
+    log.start(None)
+    log.write({'epoch': 1})
+    assert victim.read_bytes() == b'precious'
+    assert not any(os.path.islink(out / n) for n in os.listdir(out))
+    assert sorted(os.listdir(out)) == ['features-train.json', 'features-train.npy', 'log.jsonl']
+
+
+# 2. A step folder that is a link into the image folder ----------------------------------------
+
+@pytest.mark.parametrize('step, module', [('pretext', simclr), ('scan', scan)])
+def test_a_step_folder_linked_into_the_images_is_refused(tmp_path, photos, step, module):
+    folder, before = photos
+    env = make_env(str(tmp_path), folder)
+    os.makedirs(env.outputs)
+    os.symlink(os.path.join(folder, KIND), os.path.join(env.outputs, step))
+    message = run_message(module, env, step)
+    assert f"outputs would be written into {env.outputs}/{step} (it resolves to " \
+           f"{folder}/{KIND}), inside the image folder {folder}, where nothing is written" \
+           in message
+    assert folder_hash(folder) == before
+
+
+def test_an_eval_folder_linked_into_the_images_is_refused(trained):
+    eval_dir = os.path.join(trained.env.outputs, 'scan', 'eval')
+    moved = eval_dir + '.kept'
+    os.rename(eval_dir, moved) if os.path.isdir(eval_dir) else None
+    os.symlink(trained.folder, eval_dir)
+    try:
+        message = run_message(eval_script, trained.env, 'scan',
+                              parser=eval_script.get_eval_parser())
+    finally:
+        os.remove(eval_dir)
+        os.rename(moved, eval_dir) if os.path.isdir(moved) else None
+    assert f"inside the image folder {trained.folder}, where nothing is written" in message
+    assert folder_hash(trained.folder) == trained.before
+
+
+def test_any_folder_written_is_checked_resolved(tmp_path):
+    """One check for every folder (refined/ and any step to come): the lock and atomic writes."""
+    from utils.checkpoint import atomic_write_text
+    from utils.lock import lock_output_folder
+    from utils.outputs import UnsafeOutput, protect, reset_protected
+    images = tmp_path / 'images'
+    images.mkdir()
+    (tmp_path / 'out').mkdir()
+    os.symlink(images, tmp_path / 'out' / 'refined')
+    protect(str(images))
+    try:
+        with pytest.raises(UnsafeOutput, match='inside the image folder'):
+            lock_output_folder(str(tmp_path / 'out' / 'refined'))
+        with pytest.raises(UnsafeOutput, match='inside the image folder'):
+            atomic_write_text(str(tmp_path / 'out' / 'refined' / 'model.txt'), 'x')
+    finally:
+        reset_protected()
+    assert os.listdir(images) == []
+
+
+# 3. An interrupted export keeps the user's edits ----------------------------------------------
+
+@pytest.fixture(scope='module')
+def labelled(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp('export') / 'photos')
+    write_pattern_folder(folder, 3, labelled=True)
+    dataset = ImageFolderDataset(folder)
+    probs = np.random.default_rng(0).dirichlet(np.ones(3) * 0.5, len(dataset.paths))
+    return dataset, probs
+
+
+def export(out, labelled, **request):
+    dataset, probs = labelled
+    request.setdefault('image_folders', (dataset.folder,))
+    return prepare_export(ExportRequest(str(out), **request), dataset, probs, dataset.folder,
+                          'model.pth').write()
+
+
+class DiskFull(OSError):
+    pass
+
+
+def interrupted_export(out, labelled, monkeypatch, stop_at):
+    """An export that stops (disk full) when it comes to write `stop_at`."""
+    from annotation.outfolder import ExportFolder
+    original = ExportFolder.write
+
+    def failing(self, relative, data):
+        if relative == stop_at:
+            raise DiskFull(28, 'No space left on device')
+        return original(self, relative, data)
+    with monkeypatch.context() as patch:
+        patch.setattr(ExportFolder, 'write', failing)
+        with pytest.raises(Exception, match='No space left'):
+            export(out, labelled)
+
+
+# stopped before anything, among the thumbnails, after names.yml was written
+@pytest.mark.parametrize('stop_at', ['annotations.csv', 'thumbs/0000004.png', 'summary.json'])
+def test_names_edited_after_an_interrupted_export_are_kept(labelled, tmp_path, monkeypatch,
+                                                           stop_at):
+    out = tmp_path / 'out'
+    export(out, labelled)
+    interrupted_export(out, labelled, monkeypatch, stop_at)
+    (out / 'names.yml').write_text('0: my own name\n')
+    export(out, labelled)
+    assert (out / 'names.yml').read_text() == '0: my own name\n'
+    assert json.loads((out / 'summary.json').read_text())['clusters'][0]['name'] == 'my own name'
+    assert not (out / JOURNAL).exists()
+
+
+def test_an_interrupted_export_is_redone_over_its_own_files(labelled, tmp_path, monkeypatch):
+    out = tmp_path / 'out'
+    interrupted_export(out, labelled, monkeypatch, 'summary.json')  # the first export: no file was ours
+    export(out, labelled)  # what it wrote is recognised as ours: no refusal
+    manifest = json.loads((out / MANIFEST).read_text())['files']
+    assert not any(entry.get('pending') for entry in manifest.values())
+    assert 'names.yml' in manifest
+
+
+def test_export_files_follow_the_umask(labelled, tmp_path):
+    out = tmp_path / 'out'
+    export(out, labelled)
+    for name in ('annotations.csv', 'index.html', 'names.yml', MANIFEST):
+        assert os.stat(out / name).st_mode & 0o777 == 0o666 & ~UMASK
+
+
+# 4. --predict on a folder that holds the outputs ----------------------------------------------
+
+def test_predict_on_a_folder_holding_root_dir_writes_nothing_there(trained, tmp_path):
+    # root_dir (and so eval's outputs) inside the prediction folder, as with --predict ~
+    home = os.path.join(trained.tmp)
+    before = {k: v for k, v in folder_hash(home).items()}
+    message = run_message(eval_script, trained.env, 'scan', '--annotate',
+                          str(tmp_path / 'annotated'), '--predict', home,
+                          parser=eval_script.get_eval_parser())
+    assert f"inside the --predict folder {home}, where nothing is written" in message
+    assert folder_hash(home) == before
+    assert not (tmp_path / 'annotated').exists()
