@@ -98,8 +98,8 @@ def evaluate_pretext(cfg, model_path, device):
 
 def cluster_order(mapping, num_clusters):
     """Clusters sorted by the class they match; unmatched clusters last."""
-    matched = sorted((c, k) for k, c in mapping.items() if c >= 0)
-    return [k for _, k in matched] + [k for k in range(num_clusters) if mapping[k] < 0]
+    matched = sorted((c, k) for k, c in mapping.items() if c >= 0 and k < num_clusters)
+    return [k for _, k in matched] + [k for k in range(num_clusters) if mapping.get(k, -1) < 0]
 
 
 def load_clustering_model(path, backbone, device):
@@ -139,7 +139,7 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     if val_set.has_labels:
         classes = val_set.classes or [str(c) for c in range(cfg.num_classes)]
         metrics = cluster_metrics(clusters, targets, len(classes), probs=probs)
-        mapping = metrics.pop('mapping')
+        mapping = {k: c for k, c in metrics.pop('mapping').items() if k < num_clusters}
         results.update(metrics)
         matched = np.array([mapping[k] for k in clusters])
         known = targets >= 0

@@ -268,3 +268,88 @@ def test_predict_on_a_folder_holding_root_dir_writes_nothing_there(trained, tmp_
     assert f"inside the --predict folder {home}, where nothing is written" in message
     assert folder_hash(home) == before
     assert not (tmp_path / 'annotated').exists()
+
+
+# 5, 6. Any number of clusters against any number of classes -----------------------------------
+
+def test_metrics_of_fewer_or_more_clusters_than_classes():
+    from utils.metrics import cluster_metrics
+    targets = np.array([0, 0, 1, 1, 2, 2])
+    fewer = cluster_metrics(np.array([0, 0, 1, 1, 1, 1]), targets, 2)  # num_classes=2 < 3
+    assert fewer['acc'] == pytest.approx(4 / 6) and fewer['mapping'][0] == 0
+    probs = np.eye(5)[[0, 0, 1, 1, 2, 3]]  # cluster 4, the highest, is empty
+    more = cluster_metrics(probs.argmax(1), targets, 3, probs=probs)
+    assert more['acc'] == pytest.approx(5 / 6) and sorted(more['mapping']) == [0, 1, 2, 3, 4]
+    assert more['mapping'][4] in (-1, 2) and more['acc_top5'] == 1.0
+
+
+def test_eval_with_the_highest_cluster_empty(trained, tmp_path):
+    dataset = ImageFolderDataset(trained.folder)
+    kinds = np.asarray(dataset.targets)
+    probs = np.full((len(kinds), 5), 0.01)
+    probs[np.arange(len(kinds)), kinds] = 0.96  # clusters 3 and 4 empty
+    cfg = types.SimpleNamespace(step='scan', val_db_name='folder', num_classes=5)
+    results = eval_script.evaluate_clustering(cfg, 'model', str(tmp_path), dataset, probs,
+                                              kinds, 0)
+    assert results['acc'] == 1.0 and results['cluster_order'][-2:] == [3, 4]
+    assert results['cluster_sizes'] == [6, 6, 6, 0, 0]
+    assert sorted(os.listdir(tmp_path)) == ['confusion_matrix.png', 'prototypes.png']
+
+
+def test_two_clusters_of_a_three_class_folder_train_and_evaluate(trained, tmp_path):
+    import shutil
+    env = make_env(str(tmp_path), trained.folder, classes=2)
+    shutil.copytree(os.path.join(trained.env.outputs, 'pretext'),
+                    os.path.join(env.outputs, 'pretext'))
+    run(scan, env, 'scan')  # step 2's per-epoch metrics: 2 clusters, 3 classes
+    results = evaluate(env)
+    assert results['cluster_sizes'] and len(results['cluster_sizes']) == 2
+    assert 0 < results['acc'] <= 2 / 3 + 1e-9 and len(results['per_class']) == 3
+    assert folder_hash(trained.folder) == trained.before
+
+
+# 7. A full disk while the feature cache is written ---------------------------------------------
+
+class FullDisk:
+    """A file that takes `room` bytes, then fails as a full disk does."""
+
+    def __init__(self, f, room):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(28, 'No space left on device')
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_a_full_disk_while_caching_features_is_a_message_and_leaves_nothing(tmp_path,
+                                                                          monkeypatch):
+    import utils.checkpoint as checkpoint
+    from data.feature_cache import write_cached
+    out = tmp_path / 'pretext'
+    out.mkdir()
+    # what a full disk left before temporaries were named as ours
+    (out / 'features-train.npy.tmp.npy').write_bytes(b'\0' * 1000)
+    (out / 'notes.tmp.npy').write_bytes(b'mine')
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(checkpoint.os, 'fdopen', lambda fd, *a: FullDisk(real_fdopen(fd, *a),
+                                                                         200))
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        write_cached(str(out / 'features-train.npy'), np.ones((100, 8), np.float32),
+                     {'images': 'a', 'backbone': 'b', 'preprocessing': 'c'})
+    assert f"could not write {out}/features-train.npy: the disk is full" in str(error.value)
+    assert sorted(os.listdir(out)) == ['notes.tmp.npy']  # the old temporary went with the lock
+
+
+def test_a_killed_cache_writes_temporary_is_removed_by_the_next_run(tmp_path):
+    from data.feature_cache import write_cached
+    out = tmp_path / 'pretext'
+    out.mkdir()
+    (out / '.tmp-k1ll3d.npy').write_bytes(b'\0' * 1000)  # atomic_write's, killed
+    write_cached(str(out / 'features-val.npy'), np.ones((3, 2), np.float32),
+                 {'images': 'a', 'backbone': 'b', 'preprocessing': 'c'})
+    assert sorted(os.listdir(out)) == ['features-val.json', 'features-val.npy']
