@@ -4,6 +4,7 @@ values without bounds. Each case ends in success or a message naming the problem
 image folders and the user's files are hashed before and after."""
 import json
 import os
+import re
 import types
 
 import numpy as np
@@ -353,3 +354,112 @@ def test_a_killed_cache_writes_temporary_is_removed_by_the_next_run(tmp_path):
     write_cached(str(out / 'features-val.npy'), np.ones((3, 2), np.float32),
                  {'images': 'a', 'backbone': 'b', 'preprocessing': 'c'})
     assert sorted(os.listdir(out)) == ['features-val.json', 'features-val.npy']
+
+
+# 10. Bounded input: every value, every file we read --------------------------------------------
+
+# a billion laughs in one value: 9 ** 9 strings if expanded
+LAUGHS = '[&a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"], ' + ', '.join(
+    f'&{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]' for a, b in zip('abcdefgh',
+                                                                         'bcdefghi')) + ']'
+
+
+
+def config_message(tmp_path, text=None, *opts):
+    """The message of step 1 on the digits config with `text` appended (or --opts)."""
+    from utils.config import ConfigError, load_config
+    exp = tmp_path / 'exp.yml'
+    exp.write_text(open('configs/pretext/simclr_digits.yml').read() + (text or ''))
+    env = write_env(str(tmp_path), tmp_path / 'out')
+    with pytest.raises(ConfigError) as error:
+        load_config(env, str(exp), list(opts))
+    return str(error.value), str(exp)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('\nseed: ' + LAUGHS + '\n', "key 'seed' must be int, got list ([['lol', 'lol', "),
+    ('\nmodel_kwargs: ' + '[' * 20000 + ']' * 20000 + '\n', 'its YAML is nested too deep'),
+    ('\nseed: ' + '9' * 5000 + '\n', 'a number of 5,000 digits is too long in "<unicode string>", line'),
+    ('\nseed: 100000000000000000000\n', "key 'seed' must be in [0, 4294967295], got "
+                                         "100000000000000000000"),
+    ('\ntransformation_kwargs:\n  crop_size: 60000\n',
+     "key 'transformation_kwargs.crop_size' must be in [1, 4096], got 60000"),
+])
+def test_hostile_config_values_are_messages_naming_key_and_file(tmp_path, text, expected):
+    message, exp = config_message(tmp_path, text)
+    assert message.startswith(exp) and expected in message
+    assert len(message) < 1000
+
+
+@pytest.mark.parametrize('opt', ['optimizer_kwargs.lr=.inf', 'optimizer_kwargs.lr=.nan',
+                                 'criterion_kwargs.temperature=-.inf',
+                                 'transformation_kwargs.normalize.std=[0.2, .inf, 0.2]'])
+def test_infinite_values_are_refused_for_every_numeric_key(tmp_path, opt):
+    message, _ = config_message(tmp_path, None, opt)
+    key = opt.split('=')[0]
+    assert f"key '{key}' must be a finite number" in message or f"key '{key}' must be" in message
+    assert 'inf' in message or 'nan' in message
+
+
+def test_a_names_bomb_is_a_bounded_message(tmp_path):
+    from annotation.names import AnnotationError, read_names
+    names = tmp_path / 'names.yml'
+    for text, shown in ((f'0: {LAUGHS}\n', "got [['lol', 'lol'"),  # as a name
+                        (f'? {LAUGHS}\n: name\n', 'found unhashable key')):  # as an id
+        names.write_text(text)
+        with pytest.raises(AnnotationError) as error:
+            read_names(str(names), 3)
+        assert len(str(error.value)) < 500 and shown in str(error.value)
+    names.write_text('0: ' + '[' * 20000 + '\n')
+    with pytest.raises(AnnotationError, match='nested too deep|not valid YAML'):
+        read_names(str(names), 3)
+
+
+# 11. Unicode digits -----------------------------------------------------------------------------
+
+def test_names_and_corrections_take_ascii_digits_only(tmp_path):
+    from annotation.corrections import match_corrections, read_rows
+    from annotation.names import AnnotationError, read_names
+    names = tmp_path / 'names.yml'
+    names.write_text('"²": squares\n"1": ones\n', encoding='utf-8')
+    with pytest.raises(AnnotationError, match="unknown cluster id '²': the model has clusters"):
+        read_names(str(names), 3)
+    table = tmp_path / 'corrections.csv'
+    for line, problem in ((',,²,1', "`from` must be a cluster of the model (0 to 2), got '²'"),
+                          ('٣,a.png,0,1', "no image has id '٣' in this export")):
+        table.write_text(f'id,path,from,to\n{line}\n', encoding='utf-8')
+        with pytest.raises(AnnotationError, match=re.escape(problem)):
+            match_corrections(str(table), read_rows(str(table)), ['a.png'], np.array([0]), 3)
+
+
+# 12. --names / --corrections that are not regular files -----------------------------------------
+
+def test_names_from_a_pipe_a_fifo_or_a_folder(tmp_path):
+    from annotation.names import AnnotationError, read_names
+    fifo = tmp_path / 'fifo.yml'
+    os.mkfifo(fifo)  # nobody writes to it: a message, never a hang
+    with pytest.raises(AnnotationError, match=f"names file {fifo} is a pipe that nothing was "
+                                              f"written to"):
+        read_names(str(fifo), 3)
+    with pytest.raises(AnnotationError, match=f"names file {tmp_path} is a folder, not a file"):
+        read_names(str(tmp_path), 3)
+    read, write = os.pipe()  # as <(cat names.yml): read once, the same content every time
+    os.write(write, b'0: zero\n')
+    os.close(write)
+    path = f'/proc/self/fd/{read}'
+    try:
+        assert read_names(path, 3) == read_names(path, 3) == {0: 'zero'}
+    finally:
+        os.close(read)
+    with pytest.raises(AnnotationError, match=f"names file not found: {tmp_path}/none.yml"):
+        read_names(str(tmp_path / 'none.yml'), 3)
+
+
+def test_corrections_that_are_a_folder_or_a_fifo(tmp_path):
+    from annotation.corrections import read_rows
+    from annotation.names import AnnotationError
+    with pytest.raises(AnnotationError, match=f"corrections file {tmp_path} is a folder"):
+        read_rows(str(tmp_path))
+    os.mkfifo(tmp_path / 'c.csv')
+    with pytest.raises(AnnotationError, match="is a pipe that nothing was written to"):
+        read_rows(str(tmp_path / 'c.csv'))
