@@ -12,6 +12,7 @@ import json
 import os
 
 from annotation.names import NAMES_HEADER
+from utils.text import BLANK_CLASS
 
 THUMB_SIZE = 128  # longest side of a thumbnail, in pixels; smaller images are kept as they are
 SMALL_THUMB = 48  # thumbnails below this are shown enlarged with visible pixels
@@ -69,6 +70,7 @@ def gallery_data(images, out_dir, model_clusters, confidences, clusters, correct
         'model': [int(c) for c in model_clusters],
         'confidence': [int(round(1000 * float(c))) for c in confidences],  # per mille
         'clusters': clusters,
+        'blank': BLANK_CLASS,
         'applied': {'moves': [[int(i), int(k)] for i, k in sorted(corrections.moves.items())],
                     'merges': [[int(k), int(j)] for k, j in sorted(corrections.merges.items())]},
         'most': MOST, 'least': LEAST, 'page': PAGE, 'small_thumb': SMALL_THUMB,

@@ -336,9 +336,8 @@ def test_a_full_disk_while_caching_features_is_a_message_and_leaves_nothing(tmp_
     # what a full disk left before temporaries were named as ours
     (out / 'features-train.npy.tmp.npy').write_bytes(b'\0' * 1000)
     (out / 'notes.tmp.npy').write_bytes(b'mine')
-    real_fdopen = os.fdopen
-    monkeypatch.setattr(checkpoint.os, 'fdopen', lambda fd, *a: FullDisk(real_fdopen(fd, *a),
-                                                                         200))
+    real_stream = checkpoint._Stream  # what numpy writes through: the disk fills at 200 bytes
+    monkeypatch.setattr(checkpoint, '_Stream', lambda f: real_stream(FullDisk(f, 200)))
     with pytest.raises(checkpoint.CheckpointError) as error:
         write_cached(str(out / 'features-train.npy'), np.ones((100, 8), np.float32),
                      {'images': 'a', 'backbone': 'b', 'preprocessing': 'c'})
@@ -463,3 +462,62 @@ def test_corrections_that_are_a_folder_or_a_fifo(tmp_path):
     os.mkfifo(tmp_path / 'c.csv')
     with pytest.raises(AnnotationError, match="is a pipe that nothing was written to"):
         read_rows(str(tmp_path / 'c.csv'))
+
+
+# 14. The gallery: no merge or move into nothing, one definition of blank, the umask -------------
+
+@pytest.fixture
+def browser(tmp_path):
+    from tests.browser import start_chromium
+    downloads = tmp_path / 'downloads'
+    downloads.mkdir()
+    driver = start_chromium(tmp_path, downloads)
+    yield driver
+    driver.quit()
+
+
+def test_the_last_cluster_cannot_be_merged_or_moved_into_nothing(labelled, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from tests.browser import open_page
+    dataset, probs = labelled
+    two = np.stack([probs[:, 0], probs[:, 1] + probs[:, 2]], axis=1)
+    out = tmp_path / 'out'
+    export(out, (dataset, two))
+    open_page(browser, out)
+    section = browser.find_element(By.ID, 'cluster-1')
+    Select(section.find_element(By.CSS_SELECTOR, 'p.merge select')).select_by_value('0')
+    section.find_element(By.CSS_SELECTOR, 'p.merge button').click()  # 1 into 0: 0 is the last
+    last = browser.find_element(By.ID, 'cluster-0')
+    assert last.find_element(By.CSS_SELECTOR, 'p.merge select').get_attribute('disabled')
+    button = last.find_element(By.CSS_SELECTOR, 'p.merge button')
+    assert button.get_attribute('disabled')
+    browser.execute_script("arguments[0].disabled = false; arguments[0].click()", button)
+    browser.execute_script("const s = document.getElementById('move-target');"
+                           "s.replaceChildren(); document.getElementById('move').disabled = "
+                           "false; document.getElementById('move').click()")
+    sections = browser.execute_script(
+        "return [...document.querySelectorAll('section.cluster')].map(s => s.dataset.cluster)")
+    assert sections == ['0']  # the last cluster is still there, merged into nothing
+    assert 'Cluster 1 (' in browser.find_element(By.ID, 'merged').text
+    assert 'merged into cluster 1' not in browser.find_element(By.ID, 'merged').text
+
+
+def test_blank_is_one_definition_for_the_page_and_eval(labelled, tmp_path, browser):
+    from tests.browser import open_page
+    from utils.text import is_blank
+    out = tmp_path / 'out'
+    export(out, labelled)
+    open_page(browser, out)
+    chars = [chr(c) for c in list(range(0x3001)) + [0xfeff, 0xfffd, 0x1f600]
+             if not 0xd800 <= c < 0xe000]
+    page = browser.execute_script(
+        "const blank = new RegExp(`^${window.SCAN_GALLERY.blank}*$`);"
+        "return arguments[0].map(c => blank.test(c))", chars)
+    assert page == [is_blank(c) for c in chars]
+    assert is_blank('\x85\x1c \u200b') and not is_blank('\x85a')
+    from annotation.names import AnnotationError, read_names
+    names = tmp_path / 'names.yml'
+    names.write_text('0: "\\x85\\x1c"\n')
+    with pytest.raises(AnnotationError, match='the name of cluster 0 must be non-empty text'):
+        read_names(str(names), 3)
