@@ -40,7 +40,7 @@ from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
-from utils.mining import neighbor_accuracy
+from utils.mining import neighbor_accuracy, read_neighbors
 from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, prototype_grid
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
@@ -92,7 +92,7 @@ def evaluate_pretext(cfg, model_path, device):
     results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')}
     if os.path.isfile(cfg.paths.topk_neighbors_train_path):
         results['neighbor_acc_train'] = neighbor_accuracy(
-            np.load(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
+            read_neighbors(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
     return results
 
 

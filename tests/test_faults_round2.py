@@ -521,3 +521,166 @@ def test_blank_is_one_definition_for_the_page_and_eval(labelled, tmp_path, brows
     names.write_text('0: "\\x85\\x1c"\n')
     with pytest.raises(AnnotationError, match='the name of cluster 0 must be non-empty text'):
         read_names(str(names), 3)
+
+
+# 13. Damaged outputs of our own: a message naming the file and what to do ---------------------
+
+@pytest.mark.parametrize('content', [b'', b'garbage', b'\x93NUMPY\x01\x00v\x00{"descr": "<f4"'])
+def test_a_damaged_feature_cache_is_recomputed(tmp_path, content):
+    from data.feature_cache import read_cached, write_cached
+    path = str(tmp_path / 'features-train.npy')
+    key = {'images': 'a', 'backbone': 'b', 'preprocessing': 'c'}
+    write_cached(path, np.ones((4, 2), np.float32), key)
+    with open(path, 'wb') as f:
+        f.write(content)
+    array, why = read_cached(path, key, 4)
+    assert array is None and why.startswith(f"{path} is damaged")
+    write_cached(path, np.ones((4, 2), np.float32), key)
+    with open(path[:-4] + '.json', 'w') as f:
+        f.write('{"key": [1, 2')  # a truncated key file
+    array, why = read_cached(path, key, 4)
+    assert array is None and 'features-train.json is damaged' in why
+    np.save(path, np.full((4, 2), np.nan, np.float32))
+    write_cached(path, np.ones((4, 2), np.float32), key)
+    np.save(path, np.full((4, 2), np.nan, np.float32))
+    assert read_cached(path, key, 4)[1].endswith('holds values that are not finite (NaN or '
+                                                 'infinite)')
+    assert read_cached(path, key, 5)[0] is None  # features of another number of images
+
+
+def test_a_cache_path_that_is_a_folder_is_a_message(tmp_path):
+    from data.feature_cache import write_cached
+    from utils.checkpoint import CheckpointError
+    (tmp_path / 'features-train.npy').mkdir()
+    (tmp_path / 'features-train.npy' / 'mine').write_text('mine')
+    with pytest.raises(CheckpointError, match='features-train.npy is a folder where this code '
+                                              'writes a file: move it away'):
+        write_cached(str(tmp_path / 'features-train.npy'), np.ones((2, 2), np.float32),
+                     {'images': 'a', 'backbone': 'b', 'preprocessing': 'c'})
+    assert (tmp_path / 'features-train.npy' / 'mine').read_text() == 'mine'
+
+
+@pytest.mark.parametrize('name, content, expected', [
+    ('fingerprint.json', b'{"train": {"kind": "fi', 'fingerprint.json is damaged (JSONDecodeError'),
+    ('fingerprint.json', b'[1, 2]', 'fingerprint.json is damaged (not a record of images)'),
+    ('fingerprint.json', b'{"train": 3, "val": 4}', 'fingerprint.json is damaged (not a record'),
+    ('topk-train-neighbors.npy', b'\x93NUMPY trunc', 'topk-train-neighbors.npy is damaged ('),
+    ('topk-val-neighbors.npy', b'', 'topk-val-neighbors.npy is damaged ('),
+])
+def test_damaged_step_1_outputs_are_messages(trained, tmp_path, name, content, expected):
+    import shutil
+    env = make_env(str(tmp_path), trained.folder)
+    shutil.copytree(os.path.join(trained.env.outputs, 'pretext'),
+                    os.path.join(env.outputs, 'pretext'))
+    with open(os.path.join(env.outputs, 'pretext', name), 'wb') as f:
+        f.write(content)
+    message = run_message(scan, env, 'scan')
+    assert expected in message and 'Traceback' not in message
+    assert ('Delete it to go on without that check' in message if name.endswith('.json')
+            else 'rerun simclr.py with the same config' in message)
+    assert folder_hash(trained.folder) == trained.before
+
+
+def test_neighbours_of_images_that_do_not_exist_are_refused(tmp_path):
+    from utils.mining import DamagedNeighbors, read_neighbors
+    np.save(tmp_path / 'n.npy', np.array([[0, 5], [1, 0]]))
+    with pytest.raises(DamagedNeighbors, match='holds indices of images that do not exist'):
+        read_neighbors(str(tmp_path / 'n.npy'))
+    np.save(tmp_path / 'n.npy', np.ones((2, 3), np.float32))
+    with pytest.raises(DamagedNeighbors, match=r'holds float32 \(2, 3\), not neighbour indices'):
+        read_neighbors(str(tmp_path / 'n.npy'))
+
+
+def test_a_lock_naming_an_impossible_pid_is_taken_over(tmp_path, capsys):
+    from utils.lock import lock_output_folder, release_output_locks
+    (tmp_path / '.lock').write_text(json.dumps({'pid': 10 ** 20, 'host': os.uname().nodename}))
+    lock_output_folder(str(tmp_path))
+    release_output_locks()
+    assert os.listdir(tmp_path) == []
+
+
+def damaged_model(trained, tmp_path, **changes):
+    import torch
+    saved = torch.load(os.path.join(trained.env.outputs, 'scan', 'model.pth.tar'),
+                       weights_only=True)
+    saved.update(changes)
+    path = str(tmp_path / 'model.pth.tar')
+    torch.save(saved, path)
+    return path
+
+
+@pytest.mark.parametrize('changes, expected', [
+    ({'head': 99}, "its best head is 99, but it has "),
+    ({'head': 'best'}, "its 'head' must be a head index, got a str"),
+    ({'config': [1, 2]}, "its saved 'config' is not the mapping this code writes"),
+    ({'config': {'transformation_kwargs': {'crop_size': 16, 'resize': 16}}},
+     "its saved 'config' is not the mapping this code writes"),
+])
+def test_a_damaged_model_file_is_a_message(trained, tmp_path, changes, expected):
+    path = damaged_model(trained, tmp_path, **changes)
+    message = run_message(eval_script, trained.env, 'scan', '--model', path,
+                          parser=eval_script.get_eval_parser())
+    assert f"{path} is damaged: {expected}" in message and 'rerun the step' in message
+
+
+def test_a_folder_1500_levels_deep_is_listed(tmp_path, monkeypatch):
+    from tests.hostile_files import picture
+    deep = str(tmp_path / 'photos')
+    os.makedirs(deep)
+    monkeypatch.chdir(deep)  # relative mkdir: one short path per level
+    for _ in range(1500):
+        os.mkdir('d')
+        os.chdir('d')
+    picture(0).save('deep.png')
+    monkeypatch.chdir(tmp_path)
+    try:
+        dataset = ImageFolderDataset(deep)
+        assert len(dataset.paths) == 1 and dataset.paths[0].endswith('/d' * 1500 + '/deep.png')
+        assert dataset.load_image(0).size == (12, 10)
+    finally:  # pytest's clean-up (shutil.rmtree) recurses too: take the tree down here
+        os.remove(os.path.join(deep, *['d'] * 1500, 'deep.png'))
+        for depth in range(1500, 0, -1):
+            os.rmdir(os.path.join(deep, *['d'] * depth))
+
+
+# 8, 9. Weights files: the file given is the only source; nothing that is not finite -------------
+
+def test_weights_with_no_tensors_never_go_to_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+    import torch
+    from models.timm_backbone import WeightsUnavailable, timm_backbone, load_weights_file
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError('the hub was asked')
+    monkeypatch.setattr(huggingface_hub, 'hf_hub_download', no_hub)
+    path = str(tmp_path / 'empty.pth')
+    torch.save({'state_dict': {}, 'epoch': 3}, path)
+    net = timm_backbone('timm/resnet18.a1_in1k')['backbone']
+    with pytest.raises(WeightsUnavailable, match=f"the weights file {path} holds no tensors"):
+        load_weights_file(net, path, 'resnet18.a1_in1k')
+
+
+def test_weights_that_are_not_finite_are_refused_naming_the_file(tmp_path):
+    import torch
+    from models import ContrastiveModel, build_backbone
+    from models.loading import load_contrastive_weights
+    from utils.checkpoint import WeightsMismatch
+    model = ContrastiveModel(build_backbone('small'))
+    state = model.state_dict()
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first] = torch.full_like(state[first], float('nan'))
+    path = str(tmp_path / 'model.pth.tar')
+    torch.save({'model': state}, path)
+    with pytest.raises(WeightsMismatch, match=f"weights in {path} are not finite \\(NaN or "
+                                              f"infinite values in {first}\\)"):
+        load_contrastive_weights(ContrastiveModel(build_backbone('small')), path)
+
+
+def test_features_that_are_not_finite_name_the_weights():
+    import torch
+    from data.feature_cache import NonFiniteFeatures, check_finite
+    features = torch.ones(4, 3)
+    features[2, 1] = float('inf')
+    with pytest.raises(NonFiniteFeatures, match=r'not finite \(NaN or infinite\) for 1 of 4 '
+                                                r'images: check its weights \(w.pth\)'):
+        check_finite(features, 'w.pth')

@@ -196,4 +196,17 @@ def load_state_dict_strict(model, state_dict, source, allowed_missing=(), allowe
                 shown = ', '.join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else '')
                 lines.append(f"  {title} ({len(keys)}): {shown}")
         raise WeightsMismatch('\n'.join(lines))
+    check_finite_weights(state_dict, source)
     model.load_state_dict({k: v for k, v in state_dict.items() if k in model_keys}, strict=False)
+
+
+def check_finite_weights(state_dict, source):
+    """Weights with NaN or infinite values load silently and crash a later step: refuse them,
+    naming the file."""
+    bad = sorted(k for k, v in state_dict.items() if torch.is_tensor(v)
+                 and v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        shown = ', '.join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else '')
+        raise WeightsMismatch(f"weights in {source} are not finite (NaN or infinite values in "
+                              f"{shown}): the file is damaged or its training diverged; use "
+                              f"another file")
