@@ -1,6 +1,7 @@
 """Behaviour equal to the original SCAN code where our code had differed (issue 21): the
 self-label EMA, the kNN monitor, the pretext evaluation, the prototypes, the step schedule and
 the strong augmentation's op order. Each expected value is computed here the original's way."""
+import json
 import os
 import random
 
@@ -16,6 +17,8 @@ import simclr
 from data import augment
 from losses import ConfidenceBasedCE
 from models.heads import ClusteringModel
+from tests.folder_images import write_pattern_folder
+from tests.pipeline_run import folder_outputs, run_step, write_config, write_env
 from utils.config import load_config
 from utils.ema import ShadowEMA
 from utils.knn import weighted_knn_accuracy
@@ -252,3 +255,19 @@ def test_strong_ops_in_the_originals_order(monkeypatch):
     random.seed(7)
     drawn = [ORIGINAL_ORDER[i] for i in random.choices(range(14), k=40)]
     assert applied == drawn
+
+
+# 2 (issue 16 point 5, issue 23 point 4): step 1 on a labelled folder of 3 classes asked for 2
+# clusters runs its kNN monitor every epoch, leaving each query out of its own vote
+
+def test_step1_knn_monitor_on_a_folder_with_more_classes_than_clusters(tmp_path):
+    folder = tmp_path / 'images'
+    write_pattern_folder(str(folder), per_kind=10, labelled=True)
+    env = write_env(str(tmp_path), tmp_path / 'out')
+    exp = write_config(str(tmp_path), 'pretext', base='folder', epochs=2, batch_size=30,
+                       knn_every=1, num_neighbors=5)
+    run_step(simclr, env, exp, f'folder={folder}', 'num_classes=2')
+    log_path = os.path.join(folder_outputs(tmp_path / 'out', folder), 'pretext', 'log.jsonl')
+    records = [json.loads(line) for line in open(log_path)]
+    assert [r['epoch'] for r in records] == [1, 2]
+    assert all(0.0 <= r['knn_acc'] <= 1.0 for r in records)
