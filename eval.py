@@ -40,7 +40,7 @@ from utils.checkpoint import load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
-from utils.knn import KNN_K, weighted_knn_accuracy
+from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
 from utils.mining import neighbor_accuracies, neighbor_accuracy
 from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
@@ -85,7 +85,7 @@ def evaluate_pretext(cfg, model_path, device):
     results = {'step': 'pretext', 'model': model_path}
     if not bool((val_t >= 0).any()):
         return results
-    results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=KNN_K,
+    results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=cfg.knn_k,
                                                temperature=cfg.criterion_kwargs.temperature,
                                                exclude_self=val_is_train(cfg))
     # the original's judgement of a pretext model: neighbours mined within the val split

@@ -25,7 +25,7 @@ from utils.config import is_timm_backbone
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import compute_features
-from utils.knn import KNN_K, weighted_knn_accuracy
+from utils.knn import weighted_knn_accuracy
 from utils.mining import mine_nearest_neighbors, neighbor_accuracy
 from utils.progress import progress
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
@@ -97,14 +97,14 @@ def train_pretext(cfg, model, device):
 
 def knn_monitor(model, datasets, cfg, device):
     """Weighted kNN accuracy of val images against train features, where labels exist: the
-    original's K = 100 and the loss's temperature; on a folder (val = train) a query does not
+    original's K (knn_k: 100) and the loss's temperature; on a folder (val = train) a query does not
     vote for itself."""
     train_set, val_set = datasets
     if not (train_set.has_labels and val_set.has_labels):
         return None
     train_f, train_t = embed(model, train_set, cfg, device, 'kNN bank')
     val_f, val_t = embed(model, val_set, cfg, device, 'kNN query')
-    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=KNN_K,
+    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=cfg.knn_k,
                                  temperature=cfg.criterion_kwargs.temperature,
                                  exclude_self=val_is_train(cfg))
 

@@ -169,11 +169,16 @@ def test_knn_monitor_uses_the_originals_k_and_the_configs_temperature(monkeypatc
     monkeypatch.setattr(simclr, 'weighted_knn_accuracy',
                         lambda *a, **kw: calls.append(kw) or 0.5)
     labelled = EasyDict(has_labels=True)
-    for db, exclude in (('folder', True), ('cifar-10', False)):
-        cfg = EasyDict(train_db_name=db, val_db_name=db,
-                       criterion_kwargs=EasyDict(temperature=0.37))
+    env = os.path.join(ROOT, 'configs', 'env.yml')
+    for name in ('simclr_cifar10', 'simclr_cifar20', 'simclr_stl10'):
+        cfg = load_config(env, os.path.join(ROOT, 'configs', 'pretext', f'{name}.yml'),
+                          ['criterion_kwargs.temperature=0.37'])
         assert simclr.knn_monitor(None, [labelled, labelled], cfg, 'cpu') == 0.5
-        assert calls[-1] == {'k': 100, 'temperature': 0.37, 'exclude_self': exclude}
+        assert calls[-1] == {'k': 100, 'temperature': 0.37, 'exclude_self': False}
+    folder = load_config(env, os.path.join(ROOT, 'configs', 'pretext', 'simclr_folder.yml'),
+                         ['folder=/nowhere', 'knn_k=7'])
+    simclr.knn_monitor(None, [labelled, labelled], folder, 'cpu')
+    assert calls[-1] == {'k': 7, 'temperature': 0.5, 'exclude_self': True}
 
 
 # 3. eval.py on a pretext model: top-1/5/20 neighbour accuracy within val --------------------

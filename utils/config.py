@@ -112,6 +112,8 @@ SIMCLR_SCHEMA = {
     'num_neighbors': Key(int, 20),
     'num_neighbors_val': Key(int, 5),
     'knn_every': Key(int, 25),
+    # the kNN monitor's neighbours (the original's memory bank: 100); a small folder wants fewer
+    'knn_k': Key(int, 100),
     # a MoCo v2 file (resnet50), or for timm/ backbones: 'hub' or a weights file
     'pretrained_weights': Key((str, type(None)), None),
     'mining_index': Key(str, 'exact', choices=('exact', 'ivf')),
@@ -220,7 +222,7 @@ RANGES = {
     **{f'augmentation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
     'transformation_kwargs.crop_size': COUNT, 'transformation_kwargs.resize': COUNT,
     **{f'transformation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
-    'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT,
+    'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT, 'knn_k': COUNT,
     'mining_ivf_kwargs.nlist': COUNT, 'mining_ivf_kwargs.nprobe': COUNT,
     'num_heads': COUNT, 'cached_views': NON_NEGATIVE,
     # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none
