@@ -103,7 +103,7 @@ def test_eval_outputs_that_are_links_are_replaced_not_written_through(trained, t
     eval_dir = os.path.join(trained.env.outputs, 'scan', 'eval')
     os.makedirs(eval_dir, exist_ok=True)
     targets = {}
-    for name in ('metrics.json', 'confusion_matrix.png', 'prototypes.png'):
+    for name in ('metrics.json', 'confusion_matrix.png', 'prototypes.png', 'most_confident.png'):
         target = user / name
         target.write_text(f'my {name}')
         targets[target] = f'my {name}'
@@ -290,11 +290,13 @@ def test_eval_with_the_highest_cluster_empty(trained, tmp_path):
     probs = np.full((len(kinds), 5), 0.01)
     probs[np.arange(len(kinds)), kinds] = 0.96  # clusters 3 and 4 empty
     cfg = types.SimpleNamespace(step='scan', val_db_name='folder', num_classes=5)
+    features = np.random.default_rng(0).normal(size=(len(kinds), 8)).astype(np.float32)
     results = eval_script.evaluate_clustering(cfg, 'model', str(tmp_path), dataset, probs,
-                                              kinds, 0)
+                                              kinds, 0, features)
     assert results['acc'] == 1.0 and results['cluster_order'][-2:] == [3, 4]
     assert results['cluster_sizes'] == [6, 6, 6, 0, 0]
-    assert sorted(os.listdir(tmp_path)) == ['confusion_matrix.png', 'prototypes.png']
+    assert sorted(os.listdir(tmp_path)) == ['confusion_matrix.png', 'most_confident.png',
+                                            'prototypes.png']
 
 
 def test_two_clusters_of_a_three_class_folder_train_and_evaluate(trained, tmp_path):
