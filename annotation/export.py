@@ -35,6 +35,7 @@ NAMES_NAME = 'names.yml'
 SUMMARY_NAME = 'summary.json'
 GRID_COLUMNS = 8
 GRID_ROWS = 2
+GRID_TITLE_CHARS = 80
 THREADS = min(4, os.cpu_count() or 1)  # PIL decodes and encodes without the GIL
 
 __all__ = ['AnnotationError', 'ExportRequest', 'check_request', 'prepare_export', 'read_names',
@@ -87,6 +88,11 @@ def prepare_export(request, dataset, probs, source, model_path):
                     naming=request.naming is not None)
     folder.check_plan(export.planned_files())
     return export
+
+
+def shortened(name, limit=GRID_TITLE_CHARS):
+    """A name as a grid's title shows it: a very long one is cut (matplotlib would draw it all)."""
+    return name if len(name) <= limit else name[:limit - 1] + '…'
 
 
 class Export:
@@ -201,7 +207,7 @@ class Export:
                 continue
             images = [np.asarray(self._load(self.images.load, int(i), failed)) for i in members]
             rows = [images[r:r + GRID_COLUMNS] for r in range(0, len(images), GRID_COLUMNS)]
-            titles = [f"{k}: {names[k]}\n(n={self.sizes[k]})"] + [''] * (len(rows) - 1)
+            titles = [f"{k}: {shortened(names[k])}\n(n={self.sizes[k]})"] + [''] * (len(rows) - 1)
             buffer = io.BytesIO()
             prototype_grid(rows, titles, buffer)
             grids[k] = self._grid_path(k)

@@ -273,7 +273,7 @@ def name_clusters(clip, vocabulary, members, load, cache_dir, device, templates=
     images = embed_images(clip, load, flat, device)
     bounds = np.cumsum([0] + [len(c) for c in chosen])
     means = np.stack([cluster_embedding(images[a:b]) for a, b in zip(bounds, bounds[1:])])
-    scale = float(clip.model.logit_scale.exp())
+    scale = float(clip.model.logit_scale.detach().exp())
     names = [visible_text(n) for n in vocabulary.names]
     return dict(zip(clusters, rank_names(means, text, names, scale)))
 
