@@ -3,7 +3,8 @@
     python eval.py --config_env configs/env.yml --config_exp configs/scan/scan_digits.yml
     python eval.py ... --annotate OUTDIR [--names NAMES.yml] [--corrections CORRECTIONS.csv]
                        [--predict FOLDER] [--force]
-                       [--naming-model NAME [--naming-weights hub|PATH] [--vocabulary FILE]]
+                       [--naming-model NAME [--naming-weights hub|PATH] [--vocabulary FILE]
+                        [--naming-images N]]
 
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
@@ -25,7 +26,7 @@ from sklearn.cluster import KMeans
 
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
-from annotation.naming import naming_request, suggest_names
+from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
 from data import build_dataset
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
@@ -220,6 +221,9 @@ def get_eval_parser():
     parser.add_argument('--vocabulary', default=None, metavar='FILE',
                         help='with --naming-model: the names to choose from, one a line '
                              '(default: the ImageNet-21k classes timm ships)')
+    parser.add_argument('--naming-images', type=int, default=IMAGES_PER_CLUSTER, metavar='N',
+                        help='with --naming-model: embed the N most confident images of each '
+                             f'cluster (default {IMAGES_PER_CLUSTER}; 0: all of them)')
     return parser
 
 
@@ -229,8 +233,10 @@ def annotation_request(args, cfg):
             and not args.annotate:
         raise AnnotationError("--names, --corrections, --predict, --force and --naming-model go "
                               "with --annotate OUTDIR (where the results are written)")
-    if (args.naming_weights or args.vocabulary) and not args.naming_model:
-        raise AnnotationError("--naming-weights and --vocabulary go with --naming-model NAME")
+    if (args.naming_weights or args.vocabulary or args.naming_images != IMAGES_PER_CLUSTER) \
+            and not args.naming_model:
+        raise AnnotationError("--naming-weights, --vocabulary and --naming-images go with "
+                              "--naming-model NAME")
     if not args.annotate:
         return None
     if cfg.step == 'pretext':
@@ -238,8 +244,8 @@ def annotation_request(args, cfg):
             f"{args.config_exp} is a pretext (SimCLR) step: its model has no clusters to "
             f"annotate. Run scan.py (and selflabel.py), then pass configs/scan/... or "
             f"configs/selflabel/... with the same --opts")
-    naming = naming_request(args.naming_model, args.naming_weights, args.vocabulary) \
-        if args.naming_model else None
+    naming = naming_request(args.naming_model, args.naming_weights, args.vocabulary,
+                            args.naming_images) if args.naming_model else None
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
                             tuple(f for f in (cfg.folder, args.predict) if f), naming)
     check_request(request)

@@ -257,9 +257,10 @@ def embed_images(clip, load, indices, device):
 
 
 def name_clusters(clip, vocabulary, members, load, cache_dir, device, templates=None,
-                  report=print):
+                  report=print, per_cluster=IMAGES_PER_CLUSTER):
     """{cluster: Suggestions} for the clusters of `members` ({cluster: image indices, most
-    confident first}, non-empty); load(i, side) gives image i as a PIL image."""
+    confident first}, non-empty), from the `per_cluster` most confident images of each (0: all);
+    load(i, side) gives image i as a PIL image."""
     templates = tuple(templates or default_templates(device))
     if len(vocabulary) < len(members):
         raise AnnotationError(f"the vocabulary ({vocabulary.source}) has {len(vocabulary)} "
@@ -267,8 +268,7 @@ def name_clusters(clip, vocabulary, members, load, cache_dir, device, templates=
                               f"as many")
     text = cached_text_embeddings(clip, vocabulary, templates, cache_dir, device, report)
     clusters = sorted(members)
-    chosen = [members[k][:IMAGES_PER_CLUSTER] if IMAGES_PER_CLUSTER else members[k]
-              for k in clusters]
+    chosen = [members[k][:per_cluster] if per_cluster else members[k] for k in clusters]
     flat = np.concatenate(chosen)
     images = embed_images(clip, load, flat, device)
     bounds = np.cumsum([0] + [len(c) for c in chosen])
@@ -290,13 +290,19 @@ class NamingRequest:
     model: str             # --naming-model
     weights: str           # the weights file (resolved from --naming-weights)
     vocabulary: Vocabulary
+    images_per_cluster: int = IMAGES_PER_CLUSTER  # --naming-images (0: all)
 
 
-def naming_request(model, weights, vocabulary_file):
-    """--naming-model, --naming-weights and --vocabulary, checked before any model runs."""
+def naming_request(model, weights, vocabulary_file, images_per_cluster=IMAGES_PER_CLUSTER):
+    """--naming-model, --naming-weights, --vocabulary and --naming-images, checked before any
+    model runs."""
     from models.clip_model import weights_path  # open_clip is imported only when naming
+    if images_per_cluster < 0:
+        raise AnnotationError(f"--naming-images must be 0 (all) or more, got "
+                              f"{images_per_cluster}")
     vocabulary = read_vocabulary(vocabulary_file) if vocabulary_file else default_vocabulary()
-    return NamingRequest(model, weights_path(model, weights or 'hub'), vocabulary)
+    return NamingRequest(model, weights_path(model, weights or 'hub'), vocabulary,
+                         images_per_cluster)
 
 
 def suggest_names(export, request, cache_dir, device, report=print):
@@ -312,9 +318,9 @@ def suggest_names(export, request, cache_dir, device, report=print):
            f"({visible_text(request.vocabulary.source)})")
     suggestions = name_clusters(clip, request.vocabulary, members,
                                 export.images.load_thumbnail, cache_dir, device, templates,
-                                report)
+                                report, request.images_per_cluster)
     export.set_suggestions(suggestions, {
         'model': visible_text(request.model), 'weights': visible_text(request.weights),
         'vocabulary': visible_text(request.vocabulary.source),
         'vocabulary_size': len(request.vocabulary), 'templates': list(templates),
-        'images_per_cluster': IMAGES_PER_CLUSTER or 'all'})
+        'images_per_cluster': request.images_per_cluster or 'all'})

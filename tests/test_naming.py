@@ -327,14 +327,16 @@ def test_predict_is_named_too(run, tiny, tmp_path):
     write_pattern_folder(str(new), 4, seed=3)
     out = tmp_path / 'out'
     run.eval('selflabel', '--predict', str(new), '--annotate', str(out),
-             '--naming-model', tiny[0], '--naming-weights', tiny[1])
+             '--naming-model', tiny[0], '--naming-weights', tiny[1], '--naming-images', '0')
     named_clusters = [c for c in summary(out)['clusters'] if c['size']]
     assert named_clusters and all(len(c['suggestions']) == 3 for c in named_clusters)
+    assert summary(out)['naming']['images_per_cluster'] == 'all'
 
 
 @pytest.mark.parametrize('extra, message', [
     (('--naming-model', 'ViT-Q-99'), "open_clip has no model 'ViT-Q-99'"),
-    (('--vocabulary', 'words.txt'), '--vocabulary go with --naming-model'),
+    (('--vocabulary', 'words.txt'), '--vocabulary and --naming-images go with --naming-model'),
+    (('--naming-model', 'ViT-B-32', '--naming-images', '-1'), '--naming-images must be 0'),
     (('--naming-model', 'ViT-B-32', '--naming-weights', 'nowhere.safetensors'),
      '--naming-weights: file not found: nowhere.safetensors'),
 ])
@@ -387,3 +389,26 @@ def test_a_click_on_a_suggestion_fills_the_name_and_saves(named, browser):
     browser.find_element(By.ID, 'save-names').click()
     saved = read_names(wait_for_download(browser.downloads, 'names.yml'), 3)
     assert saved == {0: clusters[0]['name'], 1: third, 2: clusters[2]['name']}
+
+
+def test_quality_script_counts_names_and_synonyms(tmp_path):
+    """benchmarks/naming.py on a hand-made labelled export: a class name matched exactly, and
+    through its WordNet synset ('car' carries 'automobile')."""
+    import subprocess
+    import sys
+    (tmp_path / 'annotations.csv').write_text(
+        'path,cluster,confidence,name,label,source,id\n'
+        'a,0,0.9,car,automobile,model,0\nb,0,0.9,car,automobile,model,1\n'
+        'c,1,0.9,dog,cat,model,2\nd,1,0.9,dog,cat,model,3\n', encoding='utf-8')
+    clusters = [{'cluster': 0, 'suggested_name': 'car',
+                 'suggestions': [{'name': 'car', 'score': 0.5}, {'name': 'bus', 'score': 0.2},
+                                 {'name': 'van', 'score': 0.1}]},
+                {'cluster': 1, 'suggested_name': 'dog',
+                 'suggestions': [{'name': 'dog', 'score': 0.5}, {'name': 'cat', 'score': 0.3},
+                                 {'name': 'fox', 'score': 0.1}]}]
+    (tmp_path / 'summary.json').write_text(json.dumps({'clusters': clusters, 'naming': {
+        'model': 'ViT-B-32', 'vocabulary_size': 20102, 'images_per_cluster': 50}}))
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks', 'naming.py')
+    output = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True,
+                            text=True, check=True).stdout
+    assert 'chosen name right for 1/2 clusters; the class among the top 3 for 2/2' in output
