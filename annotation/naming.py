@@ -200,18 +200,22 @@ def encode_text(model, tokens):
 
 @torch.inference_mode()
 def embed_vocabulary(clip, names, templates, device):
-    """Name x dim ensembled text embeddings (float32, numpy)."""
+    """Name x dim ensembled text embeddings (float32, numpy). Prompts are batched by token
+    count, so that each batch is cut to its own longest prompt (encode_text)."""
     per_template = []
     bar = progress(total=len(names) * len(templates), unit='prompt', desc='Vocabulary',
                    leave=False)
     for template in templates:
-        rows = []
+        tokens = clip.tokenizer([template.format(name[:PROMPT_CHARS]) for name in names])
+        order = torch.argsort((tokens != 0).sum(dim=1), stable=True)
+        embedded = [None] * len(names)
         for start in range(0, len(names), TEXT_BATCH):
-            prompts = [template.format(name[:PROMPT_CHARS])
-                       for name in names[start:start + TEXT_BATCH]]
-            rows.append(encode_text(clip.model, clip.tokenizer(prompts).to(device)).float().cpu())
-            bar.update(len(prompts))
-        per_template.append(torch.cat(rows).numpy())
+            batch = order[start:start + TEXT_BATCH]
+            rows = encode_text(clip.model, tokens[batch].to(device)).float().cpu()
+            for i, row in zip(batch.tolist(), rows):
+                embedded[i] = row
+            bar.update(len(batch))
+        per_template.append(torch.stack(embedded).numpy())
     bar.close()
     return ensemble(per_template)
 

@@ -214,12 +214,18 @@ def test_text_embeddings_are_cached_by_model_weights_templates_and_vocabulary(ti
     assert first.shape == (3, 16)
 
 
-def test_trimmed_text_encoding_equals_open_clips(tiny):
+def test_trimmed_text_encoding_equals_open_clips(tiny, monkeypatch):
+    """Cut to the longest prompt of its batch, batched by length: the embeddings of
+    open_clip's encode_text, in the vocabulary's order."""
     clip = load_clip_model(tiny[0], tiny[1])
-    tokens = clip.tokenizer(['a photo of a dog.', 'a photo of a hot dog stand by the sea.'])
+    names = ['hot dog stand by the sea', 'dog', 'sea lion in the water', 'ox', 'red car']
+    tokens = clip.tokenizer([f'a photo of a {n}.' for n in names])
     with torch.no_grad():
         full = torch.nn.functional.normalize(clip.model.encode_text(tokens), dim=-1)
         assert torch.allclose(naming.encode_text(clip.model, tokens), full, atol=1e-5)
+    monkeypatch.setattr(naming, 'TEXT_BATCH', 2)
+    embedded = naming.embed_vocabulary(clip, names, ('a photo of a {}.',), 'cpu')
+    assert np.allclose(embedded, full.numpy(), atol=1e-5)
 
 
 def test_a_vocabulary_of_100000_names_and_a_1mb_line(tiny, tmp_path):
