@@ -93,7 +93,7 @@ def test_unique_assignment_is_the_full_hungarian_optimum(rows, columns):
 
 def test_default_vocabulary_is_timms_imagenet21k_lemmas():
     vocabulary = naming.default_vocabulary()
-    assert len(vocabulary) == 20102 == len(set(vocabulary.names))  # 21,843 synsets, duplicates out
+    assert len(vocabulary) == 20102 == len(set(vocabulary.names))  # 21,844 synsets, repeats out
     i = vocabulary.names.index('organism')
     assert vocabulary.synonyms[i] == ['organism', 'being']
 
