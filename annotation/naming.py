@@ -28,7 +28,7 @@ from utils.text import visible_text
 TEMPLATES = ('a photo of a {}.', 'a bad photo of a {}.', 'a photo of the large {}.',
              'a photo of the small {}.', 'a low resolution photo of a {}.', 'art of the {}.',
              'a close-up photo of a {}.')
-# On a CPU one template: the default vocabulary at 7 templates costs 7 times as long (docs/naming.md).
+# On a CPU one template: the default vocabulary at 7 costs 7 times as long (docs/naming.md).
 CPU_TEMPLATES = TEMPLATES[:1]
 TOP = 3
 IMAGES_PER_CLUSTER = 50  # the most confident ones; 0 for all (costs scale with the images)

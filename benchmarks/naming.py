@@ -1,7 +1,8 @@
 """Naming quality of a labelled export: how many clusters got their matched class's name.
 
-    python eval.py --config_env configs/env.yml --config_exp configs/selflabel/selflabel_cifar10.yml \
-        --annotate out/cifar10 --naming-model ViT-B-32 --naming-weights open_clip_model.safetensors
+    python eval.py --config_env configs/env.yml \
+        --config_exp configs/selflabel/selflabel_cifar10.yml --annotate out/cifar10 \
+        --naming-model ViT-B-32 --naming-weights open_clip_model.safetensors
     python benchmarks/naming.py out/cifar10
 
 Each cluster is matched to a class by Hungarian matching on annotations.csv (cluster x label

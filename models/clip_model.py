@@ -71,11 +71,15 @@ def read_model_config(path):
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise NamingModelError(f"--naming-model {path}: not an open_clip model config "
                                f"(JSON): {error}") from error
-    config = config.get('model_cfg', config) if isinstance(config, dict) else config
-    if not isinstance(config, dict) or not {'embed_dim', 'vision_cfg', 'text_cfg'} <= set(config):
+    whole = config if isinstance(config, dict) and 'model_cfg' in config else {'model_cfg': config}
+    model_cfg = whole['model_cfg']
+    needed = {'embed_dim', 'vision_cfg', 'text_cfg'}
+    if not isinstance(model_cfg, dict) or not needed <= set(model_cfg):
         raise NamingModelError(f"--naming-model {path}: an open_clip model config needs "
                                f"embed_dim, vision_cfg and text_cfg")
-    return config
+    preprocess = whole.get('preprocess_cfg')
+    return {'model_cfg': model_cfg, 'preprocess_cfg': preprocess if isinstance(preprocess, dict)
+            else {}}
 
 
 def weights_path(name, weights='hub'):
@@ -102,7 +106,8 @@ def build_model(name):
     pretrained_cfg = open_clip.get_pretrained_cfg(model_name, tag) if tag else {}
     if config is not None:  # registered under a name of its own, as add_model_config does
         model_name = 'naming-' + os.path.splitext(os.path.basename(name))[0]
-        open_clip.factory._MODEL_CONFIGS[model_name] = config
+        open_clip.factory._MODEL_CONFIGS[model_name] = config['model_cfg']
+        pretrained_cfg = config['preprocess_cfg']
     preprocess = {f'image_{k}': pretrained_cfg[k] for k in
                   ('mean', 'std', 'interpolation', 'resize_mode') if k in pretrained_cfg}
     logging.disable(logging.WARNING)  # open_clip warns that no weights are loaded: ours follow
@@ -140,12 +145,16 @@ def hub_file(name, pretrained_cfg):
             return cached
     if not hub_reachable():
         raise WeightsUnavailable(offline_message(name, repo, names[0]))
-    for filename in names[:-1]:
+    for filename in names:
         try:
             return huggingface_hub.hf_hub_download(repo, filename)
         except huggingface_hub.errors.EntryNotFoundError:
             continue
-    return huggingface_hub.hf_hub_download(repo, names[-1])
+        except (OSError, huggingface_hub.errors.HfHubHTTPError) as error:  # network, disk
+            raise WeightsUnavailable(f"{offline_message(name, repo, filename)}\n(the download "
+                                     f"failed: {error})") from error
+    raise WeightsUnavailable(f"--naming-model {name}: none of {', '.join(names)} is in the "
+                             f"repository {repo}: pass a weights file with --naming-weights")
 
 
 def load_weights(model, path):

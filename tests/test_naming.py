@@ -189,6 +189,18 @@ def test_bad_model_names_are_errors(model, weights, message):
         weights_path(model, weights)
 
 
+@pytest.mark.parametrize('content, message', [
+    ('{"model_cfg": {"embed_dim": 8}}', 'needs embed_dim, vision_cfg and text_cfg'),
+    ('not json', 'not an open_clip model config'),
+])
+def test_bad_model_config_is_an_error_naming_it(tmp_path, content, message):
+    path = tmp_path / 'my model.json'
+    path.write_text(content)
+    with pytest.raises(NamingModelError, match=message) as error:
+        weights_path(str(path), str(path))
+    assert str(path) in str(error.value)
+
+
 def test_text_embeddings_are_cached_by_model_weights_templates_and_vocabulary(tiny, tmp_path,
                                                                               monkeypatch):
     config, safetensors, checkpoint, _ = tiny
