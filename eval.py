@@ -3,6 +3,8 @@
     python eval.py --config_env configs/env.yml --config_exp configs/scan/scan_digits.yml
     python eval.py ... --annotate OUTDIR [--names NAMES.yml] [--corrections CORRECTIONS.csv]
                        [--predict FOLDER] [--force]
+                       [--naming-model NAME [--naming-weights hub|PATH] [--vocabulary FILE]
+                        [--naming-images N]]
 
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
@@ -14,7 +16,8 @@ gets the original's top-1/5/20 neighbour accuracy within the val split.
 --annotate OUTDIR (SCAN or self-label model) also exports, for the images of the val split (for a
 folder: all its images) or, with --predict FOLDER, for the images of FOLDER, a CSV, a gallery in
 which to name and correct the clusters, grids, names.yml and summary.json (annotation/export.py),
-with the names of --names and the corrections of --corrections applied.
+with the names of --names and the corrections of --corrections applied. --naming-model names the
+clusters with a CLIP model (annotation/naming.py; docs/naming.md).
 """
 import json
 import os
@@ -25,6 +28,7 @@ from sklearn.cluster import KMeans
 
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
+from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
 from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
@@ -49,6 +53,7 @@ from utils.prototypes import original_prototypes
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
+NAMING_CACHE = 'naming-cache'  # <root_dir>/naming-cache: text embeddings of vocabularies
 
 
 def pretext_features(cfg, model_path, device):
@@ -233,14 +238,32 @@ def get_eval_parser():
     parser.add_argument('--force', action='store_true',
                         help='with --annotate: write into a folder that holds other files, '
                              'beside them (a file of the same name as ours is never replaced)')
+    parser.add_argument('--naming-model', default=None, metavar='NAME',
+                        help='with --annotate: suggest cluster names with this open_clip model '
+                             '(e.g. ViT-B-32, ViT-L-14:laion2b_s32b_b82k, or an open_clip '
+                             'model config .json); see docs/naming.md')
+    parser.add_argument('--naming-weights', default=None, metavar='hub|PATH',
+                        help="the naming model's weights: 'hub' (Hugging Face, cached; the "
+                             "default) or a local open_clip checkpoint or .safetensors file")
+    parser.add_argument('--vocabulary', default=None, metavar='FILE',
+                        help='with --naming-model: the names to choose from, one a line '
+                             '(default: the ImageNet-21k classes timm ships)')
+    parser.add_argument('--naming-images', type=int, default=IMAGES_PER_CLUSTER, metavar='N',
+                        help='with --naming-model: embed the N most confident images of each '
+                             f'cluster (default {IMAGES_PER_CLUSTER}; 0: all of them)')
     return parser
 
 
 def annotation_request(args, cfg):
     """--annotate and its options, checked before any model runs."""
-    if (args.names or args.predict or args.corrections or args.force) and not args.annotate:
-        raise AnnotationError("--names, --corrections, --predict and --force go with "
-                              "--annotate OUTDIR (where the results are written)")
+    if (args.names or args.predict or args.corrections or args.force or args.naming_model) \
+            and not args.annotate:
+        raise AnnotationError("--names, --corrections, --predict, --force and --naming-model go "
+                              "with --annotate OUTDIR (where the results are written)")
+    if (args.naming_weights or args.vocabulary or args.naming_images != IMAGES_PER_CLUSTER) \
+            and not args.naming_model:
+        raise AnnotationError("--naming-weights, --vocabulary and --naming-images go with "
+                              "--naming-model NAME")
     if not args.annotate:
         return None
     if cfg.step == 'pretext':
@@ -248,8 +271,10 @@ def annotation_request(args, cfg):
             f"{args.config_exp} is a pretext (SimCLR) step: its model has no clusters to "
             f"annotate. Run scan.py (and selflabel.py), then pass configs/scan/... or "
             f"configs/selflabel/... with the same --opts")
+    naming = naming_request(args.naming_model, args.naming_weights, args.vocabulary,
+                            args.naming_images) if args.naming_model else None
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
-                            tuple(f for f in (cfg.folder, args.predict) if f))
+                            tuple(f for f in (cfg.folder, args.predict) if f), naming)
     check_request(request)
     return request
 
@@ -298,6 +323,9 @@ def main(args):
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
                                         (val_set, probs), predict_set)
+            if request.naming:
+                suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
+                              device, report=log)
         results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
                                       features)
     path = os.path.join(out_dir, 'metrics.json')

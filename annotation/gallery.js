@@ -191,6 +191,7 @@
     });
     node.append(el('h2', {}, `Cluster ${k} `, el('span', {class: 'note'}, sizeText)),
                 el('p', {}, el('label', {}, 'Name ', name)));
+    for (const hook of sectionHooks) hook(k, node);  // other scripts' additions (naming.js)
 
     const target = el('select', {'aria-label': `Cluster to merge cluster ${k} into`,
                                  'data-focus': `merge-target-${k}`});
@@ -227,6 +228,16 @@
       node.append(el('p', {}, el('a', {href: data.clusters[k].grid}, 'prototype grid')));
     }
     return node;
+  }
+
+  // A name given by another script (a suggestion clicked): as if typed in the field.
+  function setName(k, text) {
+    state.names[k] = text;
+    state.edited[k] = true;
+    const field = document.querySelector(`#cluster-${k} input.name`);
+    if (field) field.value = text;
+    renderNav();
+    renderChanges();
   }
 
   // ------------------------------------------------------------------ the page
@@ -416,6 +427,8 @@
     render();
   }
 
-  window.scanGallery = {state, namesYaml, correctionsCsv, yamlString, csvCell, render};
+  const sectionHooks = [];  // functions (cluster, section node) run as each section is built
+  window.scanGallery = {state, namesYaml, correctionsCsv, yamlString, csvCell, render,
+                        setName, sectionHooks, el};
   start();
 })();
