@@ -25,6 +25,7 @@ from utils.config import ConfigError
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
+from utils.k_selection import resolve_auto_num_classes
 from utils.metrics import labelled_metrics
 from utils.progress import progress
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
@@ -101,6 +102,8 @@ def main(args):
     lock_run_folder(cfg, cfg.paths.scan_dir)
     train_neighbors, val_neighbors = load_neighbors(cfg)
     check_fingerprint(cfg)  # the neighbours point at the images step 1 saw
+    if cfg.num_classes == 'auto':  # K from the mined neighbours; saved with the model's config
+        resolve_auto_num_classes(cfg, train_neighbors, write=is_main_process())
     model = prepare_model(clustering_model_from_pretext(cfg), device)
     if cfg.update_cluster_head_only:
         model.freeze_backbone()

@@ -102,7 +102,8 @@ def knn_monitor(model, datasets, cfg, device):
         return None
     train_f, train_t = embed(model, train_set, cfg, device, 'kNN bank')
     val_f, val_t = embed(model, val_set, cfg, device, 'kNN query')
-    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, cfg.num_classes)
+    classes = int(train_t.max()) + 1 if cfg.num_classes == 'auto' else cfg.num_classes
+    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, classes)
 
 
 def convert_moco_state_dict(state_dict):

@@ -8,6 +8,7 @@ from data import build_dataset
 from data.image_folder import FolderError
 from data.timm_preprocessing import apply_timm_data_config
 from utils.config import ConfigError, is_timm_backbone
+from utils.k_selection import check_range
 from utils.paths import is_inside
 
 MIN_SIZE = 16  # tiny images (8x8 icons, digits) are upsampled to this: crops need room
@@ -54,7 +55,9 @@ def check_folder(cfg, dataset):
         raise ConfigError(f"outputs would go to {outputs}, inside the image folder {cfg.folder}; "
                           f"nothing is written there: set root_dir in {cfg.config_files['env']} "
                           f"to a folder outside it")
-    if n < cfg.num_classes:
+    if cfg.num_classes == 'auto':
+        check_range(cfg.num_classes_range, n, where)
+    elif n < cfg.num_classes:
         raise FolderError(f"{cfg.folder} has {n} readable image(s), fewer than num_classes="
                           f"{cfg.num_classes} ({where}): add images or lower it with "
                           f"--opts num_classes=N")

@@ -30,6 +30,8 @@ def cluster_metrics(predictions, targets, num_classes, probs=None):
     predictions, targets = np.asarray(predictions), np.asarray(targets)
     known = targets >= 0
     predictions, targets = predictions[known], targets[known]
+    # fewer clusters than classes (a chosen or asked-for K): every class still counts
+    num_classes = int(max(num_classes, targets.max() + 1 if len(targets) else 0))
     num_clusters = int(max(num_classes, predictions.max() + 1 if len(predictions) else 0))
     mapping = hungarian_match(predictions, targets, num_clusters, num_classes)
     matched = np.array([mapping[p] for p in predictions])
