@@ -6,17 +6,19 @@ import os
 import faiss
 import numpy as np
 import pytest
+import torch
 
 import scan
 import selflabel
 import simclr
 from data import build_dataset
 from data.image_folder import FolderError
+from data.settings import complete_image_settings
 from models.original import read_model_file
 from tests.pipeline_run import folder_outputs, run_eval, run_step, write_env
 from tests.shapes import write_shapes
 from utils.config import ConfigError, load_config
-from utils.k_selection import choose_num_classes
+from utils.k_selection import choose_num_classes, largest_eigengap
 
 CONFIGS = {'pretext': 'configs/pretext/simclr_folder.yml', 'scan': 'configs/scan/scan_folder.yml',
            'selflabel': 'configs/selflabel/selflabel_folder.yml'}
@@ -41,16 +43,21 @@ def mined(points, k=20):
 @pytest.mark.parametrize('planted', [3, 7, 15])
 def test_planted_k_is_recovered(planted):
     points, _ = blobs(planted)
-    chosen, curve, _ = choose_num_classes(mined(points), (2, 30))
+    chosen, table, _ = choose_num_classes(points, (2, 30))
     assert chosen == planted
-    assert sorted(curve) == list(range(2, 31))
-    assert curve[planted] == max(curve.values())
+    assert sorted(table) == list(range(2, 31))
+    assert table[planted][1] == planted  # the graph sized for K clusters reads K
 
 
-def test_range_is_clipped_to_the_eigenvalues_there_are():
-    points, _ = blobs(3, per_cluster=8)
-    chosen, curve, _ = choose_num_classes(mined(points, k=3), (2, len(points)))
-    assert chosen == 3 and max(curve) == len(points) - 1
+def test_one_eigengap_reads_the_planted_k():
+    points, _ = blobs(4)
+    assert largest_eigengap(mined(points, k=20), 2, 10)[0] == 4
+
+
+def test_range_is_clipped_to_the_images_there_are():
+    points, _ = blobs(3, per_cluster=20)
+    chosen, table, _ = choose_num_classes(points, (2, len(points)))
+    assert chosen == 3 and max(table) == len(points) - 2
 
 
 @pytest.mark.parametrize('opts, message', [
@@ -78,28 +85,29 @@ def test_range_above_the_number_of_images_is_an_error(tmp_path):
                  'num_neighbors=5')
 
 
-def test_steps_and_eval_follow_the_chosen_k(tmp_path):
-    """Step 1 with num_classes=auto, then neighbours that hold the planted 5 classes: step 2
-    chooses 5, says why in its folder, and step 3, eval and --annotate use a 5-cluster model."""
+def test_steps_and_eval_follow_the_chosen_k(tmp_path, monkeypatch):
+    """Step 1 with num_classes=auto, then step 1's features replaced by ones that hold the
+    planted 5 classes: step 2 chooses 5, says why in its folder, and step 3, eval and
+    --annotate use a 5-cluster model."""
     folder = tmp_path / 'shapes'
     truth = write_shapes(str(folder), per_class=12)
     env = write_env(str(tmp_path), tmp_path / 'outputs')
     opts = [f'folder={folder}', 'num_classes=auto', 'num_classes_range=[2, 20]', 'epochs=1']
     run_step(simclr, env, CONFIGS['pretext'], *opts, 'num_neighbors=5', 'knn_every=1')
     out = folder_outputs(tmp_path / 'outputs', folder)
-    # plant the structure: each image's neighbours are images of its own class
-    cfg = load_config(env, CONFIGS['scan'], [*opts, 'num_neighbors=5'])
+    cfg = complete_image_settings(load_config(env, CONFIGS['scan'], [*opts, 'num_neighbors=5']))
     labels = np.asarray(build_dataset(cfg, 'train').targets)
     assert len(labels) == len(truth) and (labels >= 0).all()
-    rng = np.random.default_rng(0)
-    planted = np.stack([np.concatenate([[i], rng.choice(np.flatnonzero((labels == labels[i]) &
-                                        (np.arange(len(labels)) != i)), 5, replace=False)])
-                        for i in range(len(labels))])
-    np.save(os.path.join(out, 'pretext', 'topk-train-neighbors.npy'), planted)
+    centres = np.random.default_rng(0).standard_normal((5, 16)) * 4
+    planted = centres[labels] + np.random.default_rng(1).standard_normal((len(labels), 16))
+    features = scan.step1_train_features(cfg, torch.device('cpu'))  # step 1's own: one per image
+    assert features.shape[0] == len(labels)
+    monkeypatch.setattr(scan, 'step1_train_features', lambda cfg, device: planted)
 
     run_step(scan, env, CONFIGS['scan'], *opts, 'num_neighbors=5')
     record = json.load(open(os.path.join(out, 'scan', 'k_selection.json')))
-    assert record['num_classes'] == 5 and len(record['eigengap']) == 19
+    assert record['num_classes'] == 5 and len(record['per_k']) == 19
+    assert record['per_k']['5']['consistent']
     assert os.path.getsize(os.path.join(out, 'scan', 'k_selection.png')) > 1000
     saved = read_model_file(os.path.join(out, 'scan', 'model.pth.tar'))
     assert saved.config['num_classes'] == 5
