@@ -7,7 +7,9 @@
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
 model: Hungarian ACC, NMI, ARI, AMI, top-5, per-class precision/recall, confusion_matrix.png,
-prototypes.png, all in <step dir>/eval/ with metrics.json.
+prototypes.png (the original's: one image per cluster), most_confident.png (a row of the most
+confident images per cluster), all in <step dir>/eval/ with metrics.json. A pretext model also
+gets the original's top-1/5/20 neighbour accuracy within the val split.
 
 --annotate OUTDIR (SCAN or self-label model) also exports, for the images of the val split (for a
 folder: all its images) or, with --predict FOLDER, for the images of FOLDER, a CSV, a gallery in
@@ -23,7 +25,7 @@ from sklearn.cluster import KMeans
 
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
-from data import build_dataset
+from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
                                 split_features)
@@ -40,8 +42,9 @@ from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
-from utils.mining import neighbor_accuracy
-from utils.plots import confusion_matrix_figure, prototype_grid
+from utils.mining import neighbor_accuracies, neighbor_accuracy
+from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
+from utils.prototypes import original_prototypes
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
@@ -82,9 +85,14 @@ def evaluate_pretext(cfg, model_path, device):
     results = {'step': 'pretext', 'model': model_path}
     if not bool((val_t >= 0).any()):
         return results
-    # num_classes=auto: K is chosen in step 2; the pretext baselines use the labels' classes
+    # num_classes=auto: K is chosen in step 2; the pretext k-means uses the labels' classes
     classes = int(val_t.max()) + 1 if cfg.num_classes == 'auto' else cfg.num_classes
-    results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, classes)
+    results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=cfg.knn_k,
+                                               temperature=cfg.criterion_kwargs.temperature,
+                                               exclude_self=val_is_train(cfg))
+    # the original's judgement of a pretext model: neighbours mined within the val split
+    results['val_neighbor_acc'] = {f'top{k}': acc for k, acc in
+                                   neighbor_accuracies(val_f, val_t.cpu().numpy()).items()}
     # k-means as the paper's baseline: normalised features, fit on train, scored on val/test.
     train_np = torch.nn.functional.normalize(train_f, dim=1).cpu().numpy()
     val_np = torch.nn.functional.normalize(val_f, dim=1).cpu().numpy()
@@ -113,24 +121,27 @@ def load_clustering_model(path, backbone, device):
     return model.to(device), head
 
 
-def predict_dataset(model, head, dataset, cfg, device):
-    """(probabilities N x clusters of the chosen head, targets) under the validation transform."""
+def predict_dataset(model, head, dataset, cfg, device, with_features=False):
+    """(probabilities N x clusters of the chosen head, targets[, backbone features]) under the
+    validation transform."""
     predictions = predict_clusters(model, make_eval_loader(cfg, dataset, device), device)
-    return predictions['probs'][head], predictions['targets']
+    found = predictions['probs'][head], predictions['targets']
+    return found + (predictions['features'],) if with_features else found
 
 
 def predict_val(model, head, val_set, cfg, device):
-    """(probabilities of `head`, targets) on the val split: from the features of a frozen
-    backbone that the steps cached, where they are this model's; else by running the model."""
+    """(probabilities of `head`, targets, backbone features) on the val split: from the
+    features of a frozen backbone that the steps cached, where they are this model's; else by
+    running the model."""
     features = cached_val_features(cfg, model.backbone, val_set, device)
     if features is None:
-        return predict_dataset(model, head, val_set, cfg, device)
+        return predict_dataset(model, head, val_set, cfg, device, with_features=True)
     heads = prepare_model(heads_on_features(model), device)
     predictions = predict_clusters(heads, cached_eval_loader(cfg, features), device)
-    return predictions['probs'][head], predictions['targets']
+    return predictions['probs'][head], predictions['targets'], predictions['features']
 
 
-def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head):
+def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head, features):
     """Metrics and figures of a clustering model from its predictions on the val split."""
     clusters = probs.argmax(axis=1)
     num_clusters = probs.shape[1]
@@ -157,15 +168,27 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
                                 f"{cfg.step} on {cfg.val_db_name}: ACC {metrics['acc']:.3f}")
         results['figures'] = [path]
         results['cluster_order'] = order
+    order = results.get('cluster_order', range(num_clusters))
+    val_set.transform = None  # the figures show the images themselves
     path = os.path.join(out_dir, 'prototypes.png')
-    write_prototypes(val_set, probs, names, results.get('cluster_order', range(num_clusters)),
-                     path, f"most confident images per cluster ({cfg.step})")
-    results.setdefault('figures', []).append(path)
+    write_original_prototypes(val_set, probs, features, names, order, path,
+                              f"prototype of each cluster ({cfg.step})")
+    grid = os.path.join(out_dir, 'most_confident.png')
+    write_confident_grid(val_set, probs, names, order, grid,
+                         f"most confident images per cluster ({cfg.step})")
+    results.setdefault('figures', []).extend([path, grid])
     return results
 
 
-def write_prototypes(dataset, probs, names, order, path, title):
-    dataset.transform = None
+def write_original_prototypes(dataset, probs, features, names, order, path, title):
+    """The original's `prototypes` figure: one image per cluster (utils/prototypes.py)."""
+    prototypes = original_prototypes(probs, features)
+    images = [np.asarray(dataset.load_image(prototypes[k])) if k in prototypes else None
+              for k in order]
+    one_per_cluster_figure(images, [f"{k}: {names[k]}" for k in order], path, title)
+
+
+def write_confident_grid(dataset, probs, names, order, path, title):
     clusters = probs.argmax(axis=1)
     rows, titles = [], []
     for k in order:
@@ -179,6 +202,9 @@ def write_prototypes(dataset, probs, names, order, path, title):
 def print_results(results):
     if results['step'] == 'pretext':
         km = results.get('kmeans')
+        for name, acc in results.get('val_neighbor_acc', {}).items():  # the original's lines
+            log(f"Accuracy of {name.replace('top', 'top-')} nearest neighbors on validation set "
+                f"is {100 * acc:.2f}")
         if km:
             log(f"pretext: kNN acc {results['knn_acc']:.4f}; k-means ACC {km['acc']:.4f} "
                 f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f} AMI {km['ami']:.4f}", 'green')
@@ -269,11 +295,12 @@ def main(args):
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
-        probs, targets = predict_val(model, head, val_set, cfg, device)
+        probs, targets, features = predict_val(model, head, val_set, cfg, device)
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
                                         (val_set, probs), predict_set)
-        results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
+        results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
+                                      features)
     path = os.path.join(out_dir, 'metrics.json')
     with open(path, 'w') as f:
         json.dump(results, f, indent=2)

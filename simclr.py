@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from data import build_dataset
+from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader, make_train_loader
 from data.feature_cache import backbone_fingerprint, split_features
 from data.fingerprint import record_fingerprint
@@ -96,14 +96,17 @@ def train_pretext(cfg, model, device):
 
 
 def knn_monitor(model, datasets, cfg, device):
-    """Weighted kNN accuracy of val images against train features, where labels exist."""
+    """Weighted kNN accuracy of val images against train features, where labels exist: the
+    original's K (knn_k: 100) and the loss's temperature; on a folder (val = train) a query does not
+    vote for itself."""
     train_set, val_set = datasets
     if not (train_set.has_labels and val_set.has_labels):
         return None
     train_f, train_t = embed(model, train_set, cfg, device, 'kNN bank')
     val_f, val_t = embed(model, val_set, cfg, device, 'kNN query')
-    classes = int(train_t.max()) + 1 if cfg.num_classes == 'auto' else cfg.num_classes
-    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, classes)
+    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=cfg.knn_k,
+                                 temperature=cfg.criterion_kwargs.temperature,
+                                 exclude_self=val_is_train(cfg))
 
 
 def convert_moco_state_dict(state_dict):

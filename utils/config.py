@@ -71,8 +71,9 @@ COMMON_SCHEMA = {
     'optimizer': Key(str, choices=('sgd', 'adam')),
     'optimizer_kwargs': {'lr': Key(NUMBER), 'weight_decay': Key(NUMBER, 0.0),
                          'momentum': Key(NUMBER, 0.9), 'nesterov': Key(bool, False)},
-    'scheduler': Key(str, 'constant', choices=('constant', 'cosine')),
-    'scheduler_kwargs': {'lr_decay_rate': Key(NUMBER, 0.1)},
+    'scheduler': Key(str, 'constant', choices=('constant', 'cosine', 'step')),
+    # step: lr * lr_decay_rate ** (number of lr_decay_epochs the 0-based epoch is above)
+    'scheduler_kwargs': {'lr_decay_rate': Key(NUMBER, 0.1), 'lr_decay_epochs': Key(list, [])},
     'criterion': Key(str, choices=('simclr', 'scan', 'confidence-cross-entropy')),
     'criterion_kwargs': {'temperature': Key(NUMBER, 0.1), 'entropy_weight': Key(NUMBER, 5.0),
                          'apply_class_balancing': Key(bool, True),
@@ -112,6 +113,8 @@ SIMCLR_SCHEMA = {
     'num_neighbors': Key(int, 20),
     'num_neighbors_val': Key(int, 5),
     'knn_every': Key(int, 25),
+    # the kNN monitor's neighbours (the original's memory bank: 100); a small folder wants fewer
+    'knn_k': Key(int, 100),
     # a MoCo v2 file (resnet50), or for timm/ backbones: 'hub' or a weights file
     'pretrained_weights': Key((str, type(None)), None),
     'mining_index': Key(str, 'exact', choices=('exact', 'ivf')),
@@ -142,6 +145,9 @@ STEP_SCHEMAS = {
         'confidence_threshold': Key(NUMBER, 0.99),
         'use_ema': Key(bool, False),
         'ema_alpha': Key(NUMBER, 0.999),
+        # original: the shadow is loaded into the model after every step (utils/ema.py);
+        # averaged (opt-in): torch's AveragedModel beside a model trained at the full lr
+        'ema_method': Key(str, 'original', choices=('original', 'averaged')),
         'num_heads': Key(int, 1, choices=(1,)),  # the best SCAN head, as the original's files say
     },
 }
@@ -186,6 +192,9 @@ SCALE_RANGE = Allowed("a list [low, high] with 0 < low <= high <= 1",
                       and 0 < v[0] <= v[1] <= 1)
 DEVICE = Allowed("auto, cpu, cuda or cuda:N",
                  lambda v: re.fullmatch(r'auto|cpu|cuda(:[0-9]+)?', v) is not None)
+EPOCH_LIST = Allowed("a list of whole numbers >= 0",
+                     lambda v: all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                   for x in v))
 NORMALIZE_RANGES = {'normalize.mean': CHANNEL_MEANS, 'normalize.std': CHANNEL_STDS}
 
 # What each numeric or list key accepts (dotted keys; null passes where the schema allows it).
@@ -196,6 +205,7 @@ RANGES = {
     'optimizer_kwargs.lr': POSITIVE, 'optimizer_kwargs.weight_decay': NON_NEGATIVE,
     'optimizer_kwargs.momentum': between(0, 1, high_open=True),
     'scheduler_kwargs.lr_decay_rate': between(0, 1, low_open=True),
+    'scheduler_kwargs.lr_decay_epochs': EPOCH_LIST,
     'criterion_kwargs.temperature': POSITIVE, 'criterion_kwargs.entropy_weight': NON_NEGATIVE,
     'temperature': POSITIVE,  # MoCo's, in the original's MoCo files (unused: nothing is trained)
     'augmentation_kwargs.crop_size': COUNT, 'augmentation_kwargs.resize': COUNT,
@@ -213,7 +223,7 @@ RANGES = {
     **{f'augmentation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
     'transformation_kwargs.crop_size': COUNT, 'transformation_kwargs.resize': COUNT,
     **{f'transformation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
-    'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT,
+    'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT, 'knn_k': COUNT,
     'mining_ivf_kwargs.nlist': COUNT, 'mining_ivf_kwargs.nprobe': COUNT,
     'num_heads': COUNT, 'cached_views': NON_NEGATIVE,
     # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none

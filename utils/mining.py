@@ -80,3 +80,13 @@ def recall_at_k(approx, exact):
     """Share of the exact neighbours (anchor column excluded) that the approximate search found."""
     hits = [len(set(a[1:]) & set(e[1:])) for a, e in zip(approx, exact)]
     return float(np.sum(hits)) / exact[:, 1:].size
+
+
+def neighbor_accuracies(features, targets, ks=(1, 5, 20)):
+    """{k: neighbor_accuracy of the top-k} for each k the images allow, from one search (the
+    original's eval.py on a pretext model: its val memory bank, k = 1, 5, 20)."""
+    ks = [k for k in ks if k < len(features)]
+    if not ks:
+        return {}
+    indices = mine_nearest_neighbors(features, max(ks))
+    return {k: neighbor_accuracy(indices[:, :k + 1], targets) for k in ks}

@@ -75,3 +75,21 @@ def prototype_grid(rows, titles, path, suptitle=None):
     if suptitle:
         fig.suptitle(visible_text(suptitle), **LITERAL)
     _save(fig, path, format='png')
+
+
+def one_per_cluster_figure(images, titles, path, suptitle=None):
+    """One image per cluster (HxWx3 uint8, or None for an empty cluster) in a square-ish grid."""
+    n = max(1, len(images))
+    n_cols = int(np.ceil(np.sqrt(n)))
+    n_rows = int(np.ceil(n / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols + 0.4, 1.8 * n_rows + 0.6),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(images):
+            if images[i] is not None:
+                ax.imshow(images[i], interpolation='nearest')
+            ax.set_title(visible_text(titles[i]), fontsize=7, **LITERAL)
+    if suptitle:
+        fig.suptitle(visible_text(suptitle), **LITERAL)
+    _save(fig, path, format='png')
