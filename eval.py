@@ -91,6 +91,8 @@ def evaluate_pretext(cfg, model_path, device):
     results = {'step': 'pretext', 'model': model_path}
     if not bool((val_t >= 0).any()):
         return results
+    # num_classes=auto: K is chosen in step 2; the pretext k-means uses the labels' classes
+    classes = int(val_t.max()) + 1 if cfg.num_classes == 'auto' else cfg.num_classes
     results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=cfg.knn_k,
                                                temperature=cfg.criterion_kwargs.temperature,
                                                exclude_self=val_is_train(cfg))
@@ -100,8 +102,8 @@ def evaluate_pretext(cfg, model_path, device):
     # k-means as the paper's baseline: normalised features, fit on train, scored on val/test.
     train_np = torch.nn.functional.normalize(train_f, dim=1).cpu().numpy()
     val_np = torch.nn.functional.normalize(val_f, dim=1).cpu().numpy()
-    kmeans = KMeans(n_clusters=cfg.num_classes, n_init=10, random_state=cfg.seed).fit(train_np)
-    metrics = cluster_metrics(kmeans.predict(val_np), val_t.cpu().numpy(), cfg.num_classes)
+    kmeans = KMeans(n_clusters=classes, n_init=10, random_state=cfg.seed).fit(train_np)
+    metrics = cluster_metrics(kmeans.predict(val_np), val_t.cpu().numpy(), classes)
     results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')}
     if os.path.isfile(cfg.paths.topk_neighbors_train_path):
         results['neighbor_acc_train'] = neighbor_accuracy(
@@ -315,6 +317,8 @@ def main(args):
         results = evaluate_pretext(cfg, model_path, device)
     else:
         model, head = load_clustering_model(model_path, cfg.backbone, device)
+        if cfg.num_classes == 'auto':  # the K that step 2 chose, in the model file
+            cfg.num_classes = model.cluster_head[0].out_features
         if args.names:  # the names and the new folder are checked before the predictions
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)

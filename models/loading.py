@@ -32,6 +32,8 @@ def clustering_model_from_scan(cfg):
     require(path, 'scan.py')
     saved = read_model_file(path)
     head = saved.head
+    if cfg.num_classes == 'auto':  # the K that step 2 chose (utils/k_selection.py)
+        cfg.num_classes = int(saved.state[f'cluster_head.{head}.weight'].shape[0])
     state = {k: v for k, v in saved.state.items() if not k.startswith('cluster_head.')}
     state.update({k.replace(f'cluster_head.{head}.', 'cluster_head.0.', 1): v
                   for k, v in saved.state.items() if k.startswith(f'cluster_head.{head}.')})

@@ -62,7 +62,8 @@ COMMON_SCHEMA = {
     'train_db_name': Key(str, choices=DATASETS),
     'val_db_name': Key(str, choices=DATASETS),
     'folder': Key((str, type(None)), None),
-    'num_classes': Key(int),
+    'num_classes': Key((int, str)),  # or 'auto': step 2 chooses it (utils/k_selection.py)
+    'num_classes_range': Key(list, [2, 50]),  # [min, max] K tried with num_classes=auto
     'backbone': Key(str),  # one of BACKBONES or timm/<model name>, checked in load_config
     'model_kwargs': {'head': Key(str, 'mlp', choices=('mlp', 'linear')),
                      'features_dim': Key(int, 128)},
@@ -260,6 +261,24 @@ def check_ranges(values, ranges, where, overridden=()):
             source = f"{where} (set by --opts)" if key in overridden else where
             raise ConfigError(f"{source}: key '{key}' must be {allowed.text}, got "
                               f"{excerpt(value)}")
+
+
+def check_num_classes(cfg, where, overridden=()):
+    """num_classes: a count or 'auto'; num_classes_range: [min, max] with 2 <= min <= max (the
+    number of images is checked where it is known: data/settings.py, scan.py)."""
+    def source(key):
+        return f"{where} (set by --opts)" if key in overridden else where
+    if isinstance(cfg['num_classes'], str) and cfg['num_classes'] != 'auto':
+        raise ConfigError(f"{source('num_classes')}: key 'num_classes' must be a count >= 1 or "
+                          f"'auto' (chosen from the data in scan.py), got {cfg['num_classes']!r}")
+    k_range = cfg['num_classes_range']
+    if not (len(k_range) == 2 and all(isinstance(k, int) and not isinstance(k, bool)
+                                      for k in k_range)):
+        raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be a "
+                          f"list [min, max] of two whole numbers, got {k_range!r}")
+    if k_range[0] < 2 or k_range[0] > k_range[1]:
+        raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be "
+                          f"[min, max] with 2 <= min <= max, got {k_range!r}")
 
 
 def check_epochs(cfg, where, overridden=()):
@@ -528,6 +547,9 @@ def load_config(config_env, config_exp, opts=None, evaluation=False):
     check_ranges(env, ENV_RANGES, config_env, overridden)
     # with nothing to train (epochs 0: imported weights), the optimizer's settings are unused
     ranges = {k: v for k, v in RANGES.items() if exp['epochs'] or not k.startswith('optimizer_')}
+    check_num_classes(exp, config_exp, overridden)
+    if exp['num_classes'] == 'auto':
+        ranges.pop('num_classes')
     check_ranges(exp, ranges, config_exp, overridden)
 
     cfg = {**env, **exp}

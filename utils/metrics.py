@@ -32,6 +32,7 @@ def cluster_metrics(predictions, targets, num_classes, probs=None):
     predictions, targets = np.asarray(predictions), np.asarray(targets)
     known = targets >= 0
     predictions, targets = predictions[known], targets[known]
+    # fewer clusters than classes (a chosen or asked-for K): every class still counts
     num_classes = int(max(num_classes, targets.max() + 1 if len(targets) else 0))
     num_clusters = int(max(num_classes, predictions.max() + 1 if len(predictions) else 0,
                            np.shape(probs)[1] if probs is not None else 0))
