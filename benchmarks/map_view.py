@@ -55,7 +55,7 @@ def write_gallery(folder, n, seed=0):
         f.write(gallery.map_script())
     with open(os.path.join(folder, 'index.html'), 'w', encoding='utf-8') as f:
         f.write(gallery.index_html(f'{n:,} made-up images', ['A benchmark page.'], [],
-                                   'annotations.csv'))
+                                   'annotations.csv', scripts=[gallery.MAP_SCRIPT]))
 
 
 MEASURE = """
