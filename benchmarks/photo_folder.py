@@ -1,8 +1,9 @@
 """A folder of generated photo-sized images for timing the folder pipelines: the five shapes of
-tests/shapes.py, drawn at 16 pixels, tinted, scaled up to 256 x 192 with noise, saved as JPEG
-in one sub-folder per shape (a labelled tree).
+tests/shapes.py, drawn at 16 pixels, tinted, scaled up to `--size` (256 x 192 by default) with
+noise, saved as JPEG in one sub-folder per shape (a labelled tree).
 
     python benchmarks/photo_folder.py /tmp/photos --per_class 1000     # 5,000 images
+    python benchmarks/photo_folder.py /tmp/phone --per_class 40 --size 4032x3024  # 12 MP, ~3 MB each
 """
 import argparse
 import os
@@ -17,28 +18,46 @@ sys.path.insert(0, ROOT)
 from tests.shapes import SHAPES, draw  # noqa: E402
 
 SIZE = (256, 192)  # width, height
+NOISE_TILE = 512  # noise is drawn once per photo at this size and tiled: 12 MP in well under 1s
 
 
-def photo(shape, rng):
-    grey = Image.fromarray(draw(shape, rng)).resize(SIZE, Image.BICUBIC)
-    tint = rng.uniform(0.4, 1.0, 3)
-    rgb = np.asarray(grey, np.float64)[..., None] * tint + rng.normal(0, 12, (*SIZE[::-1], 3))
+def photo(shape, rng, size=SIZE):
+    grey = Image.fromarray(draw(shape, rng)).resize(size, Image.BICUBIC)
+    tint = rng.uniform(0.4, 1.0, 3).astype(np.float32)
+    tile = min(NOISE_TILE, max(size))
+    noise = np.tile(rng.normal(0, 12, (tile, tile, 3)).astype(np.float32),
+                    (size[1] // tile + 1, size[0] // tile + 1, 1))[:size[1], :size[0]]
+    rgb = np.asarray(grey, np.float32)[..., None] * tint + noise
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def parse_size(text):
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be WIDTHxHEIGHT, e.g. 4032x3024, got "
+                                         f"{text!r}") from None
+    if min(width, height) < 16:
+        raise argparse.ArgumentTypeError(f"--size {text}: at least 16 pixels a side")
+    return width, height
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('folder')
     parser.add_argument('--per_class', type=int, default=1000)
+    parser.add_argument('--size', type=parse_size, default=SIZE,
+                        help='WIDTHxHEIGHT of each photo (default 256x192; a phone: 4032x3024)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     for shape in SHAPES:
         os.makedirs(os.path.join(args.folder, shape), exist_ok=True)
         for i in range(args.per_class):
-            photo(shape, rng).save(os.path.join(args.folder, shape, f'{shape}_{i:04d}.jpg'),
-                                   quality=90)
-    print(f"{len(SHAPES) * args.per_class} images in {args.folder}")
+            photo(shape, rng, args.size).save(
+                os.path.join(args.folder, shape, f'{shape}_{i:04d}.jpg'), quality=90)
+    print(f"{len(SHAPES) * args.per_class} images of {args.size[0]} x {args.size[1]} pixels in "
+          f"{args.folder}")
 
 
 if __name__ == '__main__':
