@@ -20,6 +20,7 @@ the resize: a 12-megapixel photo for a 224-pixel copy decodes at 1/4 scale, 16x 
 """
 import contextlib
 import functools
+import json
 import os
 import re
 import stat
@@ -309,6 +310,7 @@ class FolderScan:
     median_size: tuple
     n_files: int
     sizes: tuple = ()  # (width, height) of each image in `paths`
+    checked: tuple = ()  # (path, stat key, (width, height) or None, reason or None) per decode
 
 
 def scan_summary(scan):
@@ -326,14 +328,16 @@ def scan_summary(scan):
 
 _SCANS = {}  # folder -> its FolderScan: the factory builds one folder for several splits
 _FIRST_COPIES = {}  # (folder, size) -> the working copies made by the folder's check
+RECORD_VERSION = 1
 
 
-def scan_folder(folder, size=None):
+def scan_folder(folder, size=None, record=None):
     """Check every file under the absolute path `folder` once per process; print and return a
     FolderScan. With `size`, that check also makes each image's working copy at that size (one
-    decode per file), which working_copies(folder, size) then returns."""
+    decode per file), which working_copies(folder, size) then returns. `record`: a file of our
+    outputs (write_check_record) whose results are reused for the files unchanged since."""
     if folder not in _SCANS:
-        _SCANS[folder], copies = check_folder(folder, size)
+        _SCANS[folder], copies = check_folder(folder, size, record)
         if copies is not None:
             _FIRST_COPIES[(folder, size)] = copies
     return _SCANS[folder]
@@ -349,7 +353,54 @@ def forget_scans():
 scan_folder.cache_clear = forget_scans  # as a functools.cache would offer
 
 
-def check_folder(folder, size):
+def stat_key(path):
+    """What says a file is unchanged without reading it: size, modification time, inode."""
+    info = os.stat(path)
+    return [info.st_size, info.st_mtime_ns, info.st_ino]
+
+
+def read_check_record(record, folder):
+    """{path: [stat key..., width, height, reason]} from a record of this folder; {} if none."""
+    try:
+        with open(record) as f:
+            saved = json.load(f)
+        if saved['version'] != RECORD_VERSION or saved['folder'] != folder:
+            return {}
+        return {os.path.join(folder, name): entry for name, entry in saved['files'].items()}
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not ours to trust
+        return {}
+
+
+def write_check_record(folder, record):
+    """Keep the check results of a scanned folder in `record` (a file of the run's outputs,
+    written atomically), so that the next steps' processes need not decode its files again."""
+    scan = _SCANS[folder]
+    files = {os.path.relpath(path, folder): [*key, *(dims or (None, None)), reason]
+             for path, key, dims, reason in scan.checked}
+    os.makedirs(os.path.dirname(record), exist_ok=True)
+    with open(record + '.tmp', 'w') as f:
+        json.dump({'version': RECORD_VERSION, 'folder': folder, 'files': files}, f)
+    os.replace(record + '.tmp', record)
+
+
+def check_files(folder, files, size, record):
+    """check_all over the files that the record does not hold unchanged; (results, copies),
+    copies only when every file was decoded now."""
+    known = read_check_record(record, folder) if record else {}
+    keys = {path: stat_key(path) for path in files}
+    reused = {path: known[path] for path in files
+              if path in known and known[path][:3] == keys[path]}
+    decoded, copies = check_all(folder, [p for p in files if p not in reused], size)
+    decoded = iter(decoded)
+    results = [(tuple(reused[p][3:5]) if reused[p][3] is not None else None, reused[p][5])
+               if p in reused else next(decoded) for p in files]
+    if reused:
+        print(f"{len(reused):,} files unchanged since checked ({printable_path(record)})")
+    checked = tuple((p, keys[p], dims, reason) for p, (dims, reason) in zip(files, results))
+    return results, (None if reused else copies), checked
+
+
+def check_folder(folder, size, record=None):
     """(FolderScan, working copies at `size` or None): see scan_folder."""
     if not os.path.exists(folder):
         raise FolderError(f"image folder {printable_path(folder)} does not exist")
@@ -357,7 +408,7 @@ def check_folder(folder, size):
         raise FolderError(f"image folder {printable_path(folder)} is not a folder")
     listed, unlisted = list_files(folder)
     files, not_files = regular_files(folder, listed)
-    results, copies = check_all(folder, files, size)
+    results, copies, checked = check_files(folder, files, size, record)
     paths = [f for f, (dims, _) in zip(files, results) if dims is not None]
     sizes = [dims for dims, _ in results if dims is not None]
     skipped = sorted(unlisted + not_files + [(f, reason) for f, (_, reason) in zip(files, results)
@@ -365,7 +416,8 @@ def check_folder(folder, size):
     classes, targets = find_labels(folder, paths)
     median = tuple(int(round(v)) for v in np.median(sizes, axis=0)) if sizes else None
     n_files = len(listed) + len(unlisted)
-    scan = FolderScan(folder, paths, targets, classes, skipped, median, n_files, tuple(sizes))
+    scan = FolderScan(folder, paths, targets, classes, skipped, median, n_files, tuple(sizes),
+                      checked)
     print(scan_summary(scan))
     if not paths:
         found = f"all {n_files:,} files were skipped" if n_files else "it holds no file"
@@ -387,10 +439,17 @@ def load_resized(path, size):
         return decode_working_copy(image, size)
 
 
+def centre_square(image, size):
+    """The size x size centre of an H x W x 3 array, as the transforms' CenterCrop(size)."""
+    top, left = int(round((image.shape[0] - size) / 2)), int(round((image.shape[1] - size) / 2))
+    return image[top:top + size, left:left + size]
+
+
 @functools.cache  # every dataset of the folder in a process shares one read-only set
-def working_copies(folder, size):
-    """The images of a folder resized to `size`: one uint8 N x H x W x 3 array when they all come
-    out one size, else a list of H x W x 3 arrays; None when over the memory budget."""
+def working_copies(folder, size, square=False):
+    """The images of a folder resized to `size` (and with `square`, cropped to their centre
+    size x size): one uint8 N x H x W x 3 array when they all come out one size, else a list of
+    H x W x 3 arrays; None when over the memory budget."""
     scan = scan_folder(folder, size)
     images = _FIRST_COPIES.pop((folder, size), None)
     if images is None:
@@ -405,6 +464,8 @@ def working_copies(folder, size):
             images = list(progress(pool.map(load_resized, scan.paths, [size] * len(scan.paths)),
                                    total=len(scan.paths), unit='image', leave=False,
                                    desc=f"Loading images at size {size}"))
+    if square:
+        images = [centre_square(image, size) for image in images]
     if len({image.shape for image in images}) == 1:
         images = np.stack(images)
         images.flags.writeable = False
@@ -421,11 +482,13 @@ class ImageFolderDataset(ImageDataset):
     not UTF-8 holds surrogate escapes): open files with them, and write them as text with
     printable_path (`printable_paths`). `classes` and the reasons are printable text already.
     `resize` (shorter side, as the transforms' Resize) serves every image at that size, from
-    memory when it fits; `data` is then the N x H x W x 3 array when all come out one size."""
+    memory when it fits; `data` is then the N x H x W x 3 array when all come out one size.
+    `square` (with `resize`) crops each to its centre resize x resize once, so that they are all
+    one size: what the fast data path needs (fast_augmentation)."""
 
-    def __init__(self, folder, transform=None, resize=None):
+    def __init__(self, folder, transform=None, resize=None, square=False, record=None):
         super().__init__(transform)
-        scan = scan_folder(os.path.abspath(os.path.expanduser(folder)), resize)
+        scan = scan_folder(os.path.abspath(os.path.expanduser(folder)), resize, record)
         self.folder = scan.folder
         self.paths = list(scan.paths)
         self.targets = scan.targets.copy()
@@ -433,10 +496,31 @@ class ImageFolderDataset(ImageDataset):
         self.skipped = list(scan.skipped)
         self.median_size = scan.median_size
         self.resize = resize
-        copies = working_copies(scan.folder, resize) if resize else None
-        # `data` only when all images are one size; else a list in memory, or read from disk
-        self.data = copies if isinstance(copies, np.ndarray) else None
-        self.images = copies if isinstance(copies, list) else None
+        self.square = square and bool(resize)
+        self.copies_made = False
+
+    def working_copies(self):
+        """Made when first needed (steps that read only cached features never decode)."""
+        if not self.resize:
+            return None
+        self.copies_made = True
+        return working_copies(self.folder, self.resize, self.square)
+
+    @property
+    def data(self):
+        """The N x H x W x 3 array when all images come out one size, else None."""
+        copies = self.working_copies()
+        return copies if isinstance(copies, np.ndarray) else None
+
+    @property
+    def images(self):
+        """The images as a list in memory when they are of several sizes, else None."""
+        copies = self.working_copies()
+        return copies if isinstance(copies, list) else None
+
+    def __getitem__(self, index):
+        self.working_copies()  # a loader goes over every image: all of them in memory first
+        return super().__getitem__(index)
 
     @property
     def printable_paths(self):
@@ -447,10 +531,13 @@ class ImageFolderDataset(ImageDataset):
         return self.classes is not None
 
     def load_image(self, index):
-        if self.data is not None:
-            return Image.fromarray(self.data[index])
-        if self.images is not None:
-            return Image.fromarray(self.images[index])
+        """The image at `resize`: from memory once the copies are made (or were, by the check);
+        else from its file alone (a few images for a figure), the same pixels."""
+        if self.copies_made or (self.folder, self.resize) in _FIRST_COPIES:
+            copies = self.working_copies()
+            if copies is not None:
+                return Image.fromarray(copies[index])
         if self.resize:
-            return Image.fromarray(load_resized(self.paths[index], self.resize))
+            image = load_resized(self.paths[index], self.resize)
+            return Image.fromarray(centre_square(image, self.resize) if self.square else image)
         return load_rgb(self.paths[index])

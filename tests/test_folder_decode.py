@@ -86,9 +86,9 @@ def test_over_the_budget_during_the_check_reads_from_disk(tmp_path, monkeypatch,
         Image.new('RGB', (40, 40), (i, 2 * i, 3 * i)).save(tmp_path / f'{i}.png')
     monkeypatch.setattr(image_folder, 'WORKING_COPY_BUDGET', 2 * 20 * 20 * 3)
     dataset = ImageFolderDataset(str(tmp_path), resize=20)
+    assert dataset.data is None and dataset.images is None
     out = capsys.readouterr().out
     assert '4 images' in out and 'over the' in out and 'read from disk' in out
-    assert dataset.data is None and dataset.images is None
     assert np.asarray(dataset.load_image(3))[0, 0].tolist() == [3, 6, 9]
 
 
@@ -99,3 +99,56 @@ def test_a_second_size_reuses_the_check(tmp_path, capsys):
     second = ImageFolderDataset(str(tmp_path), resize=15)
     assert capsys.readouterr().out.count('Scanned 3 files') == 1
     assert second.paths == first.paths and second.data.shape == (3, 15, 20, 3)
+
+
+def test_square_copies_are_one_array_equal_to_the_centre_crop(tmp_path):
+    for i, size in enumerate([(50, 40), (33, 61), (40, 40)]):
+        rgb = np.random.default_rng(i).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(tmp_path / f'{i}.png')
+    plain = ImageFolderDataset(str(tmp_path), resize=20)
+    square = ImageFolderDataset(str(tmp_path), resize=20, square=True)
+    assert plain.data is None and square.data.shape == (3, 20, 20, 3)
+    crop = T.CenterCrop(20)
+    for i in range(3):
+        assert np.array_equal(np.asarray(square.load_image(i)),
+                              np.asarray(crop(plain.load_image(i))))
+
+
+def test_fast_augmentation_crops_a_folder_square_for_the_fast_path(tmp_path):
+    from easydict import EasyDict
+
+    from data import build_dataset
+    from data.device_loader import use_fast_path
+    for i, size in enumerate([(50, 40), (33, 61)]):
+        Image.new('RGB', size, (i, 0, 0)).save(tmp_path / f'{i}.png')
+    cfg = EasyDict(train_db_name='folder', val_db_name='folder', folder=str(tmp_path),
+                   transformation_kwargs={'resize': 16}, fast_augmentation=True)
+    dataset = build_dataset(cfg, 'train')
+    assert dataset.data.shape == (2, 16, 16, 3) and use_fast_path(cfg, dataset)
+
+
+def test_later_processes_reuse_the_check_of_unchanged_files(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    for i in range(3):
+        smooth_jpeg(str(folder / f'{i}.jpg'), size=(400, 300), seed=i)
+    write_bad_files(str(folder / 'bad'))
+    record = str(tmp_path / 'outputs' / 'folder-check.json')
+    first = ImageFolderDataset(str(folder), resize=32, record=record)
+    image_folder.write_check_record(first.folder, record)
+    image_folder.forget_scans()  # a new process: step 2
+    decoded = count_decodes(monkeypatch)
+    again = ImageFolderDataset(str(folder), resize=32, record=record)
+    assert decoded == [] and 'files unchanged since checked' in capsys.readouterr().out
+    assert again.paths == first.paths and again.skipped == first.skipped
+    assert again.median_size == first.median_size
+    assert np.array_equal(np.asarray(again.load_image(2)), first.data[2])  # alone, from its file
+    assert len(decoded) == 1
+    assert np.array_equal(again.data, first.data) and len(decoded) == 4  # all, when asked
+    smooth_jpeg(str(folder / '1.jpg'), size=(200, 300), seed=9)  # edited: checked again
+    os.utime(folder / '1.jpg', ns=(1, 1))
+    image_folder.forget_scans()
+    decoded.clear()
+    changed = ImageFolderDataset(str(folder), resize=32, record=record)
+    assert [name for name, _ in decoded] == ['1.jpg']
+    assert changed.data is None and changed.images[1].shape == (48, 32, 3)
