@@ -15,6 +15,11 @@ def folder_check_record(cfg):
     return os.path.join(paths.pretext_dir, 'folder-check.json') if paths else None
 
 
+def val_is_train(cfg):
+    """True where the 'val' split holds the very images of 'train', in the same order."""
+    return cfg.train_db_name == cfg.val_db_name == 'folder'
+
+
 def build_dataset(cfg, split, transform=None):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
