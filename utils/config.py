@@ -129,8 +129,11 @@ SIMCLR_SCHEMA = {
 }
 
 # Heads on a frozen backbone trained from its cached features (data/feature_cache.py): the
-# val-transform features, plus `cached_views` augmented views per image computed once.
-FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0)}
+# val-transform features, plus `cached_views` augmented views per image computed once;
+# `feature_dropout` zeroes that share of a feature's values (scaled) in each augmented draw: a
+# cheap stand-in for views, which then need not be embedded (0: none).
+FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0),
+                      'feature_dropout': Key(NUMBER, 0.0)}
 
 STEP_SCHEMAS = {
     'simclr': SIMCLR_SCHEMA,
@@ -236,6 +239,7 @@ RANGES = {
     'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT, 'knn_k': COUNT,
     'mining_ivf_kwargs.nlist': COUNT, 'mining_ivf_kwargs.nprobe': COUNT,
     'num_heads': COUNT, 'cached_views': NON_NEGATIVE,
+    'feature_dropout': between(0, 1, high_open=True),
     # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none
     'confidence_threshold': between(0, 1, high_open=True),
     'ema_alpha': between(0, 1, low_open=True, high_open=True),
@@ -497,9 +501,6 @@ def check_backbone_keys(cfg, where):
         if not cfg['update_cluster_head_only']:
             raise ConfigError(f"{where}: feature_cache needs update_cluster_head_only: true "
                               f"(the features of a backbone that trains change every step)")
-        if cfg['setup'] == 'selflabel' and cfg['cached_views'] < 1:
-            raise ConfigError(f"{where}: self-labeling from cached features needs "
-                              f"cached_views >= 1 (an augmented view is its strong input)")
     if cfg.get('cached_views', 0) < 0:
         raise ConfigError(f"{where}: key 'cached_views' must be at least 0")
 
