@@ -53,6 +53,7 @@ def test_tiny_grey_images(tmp_path, config):
     t, a = cfg.transformation_kwargs, cfg.augmentation_kwargs
     assert (t.crop_size, t.resize, a.crop_size, a.resize) == (16, 16, 16, 16)
     assert cfg.backbone == 'small' and a.cutout_kwargs.length == 8
+    assert a.cutout_kwargs.n_holes == 0  # no Cutout below 32 px (docs/folder-quality.md)
     assert a.random_resized_crop.size == 16
     assert cfg.batch_size == 30  # lowered to the number of images
     assert cfg.folder == str(folder) and cfg.num_classes == 10
@@ -67,6 +68,8 @@ def test_photos_are_scaled_down(tmp_path):
     t = cfg.transformation_kwargs
     assert (t.crop_size, t.resize, cfg.backbone) == (32, 36, 'small')
     assert cfg.augmentation_kwargs.cutout_kwargs.length == 16
+    assert cfg.augmentation_kwargs.cutout_kwargs.n_holes == 1  # CIFAR's Cutout at 32 px
+    assert cfg.criterion_kwargs.symmetric  # the folder configs' SimCLR loss
     dataset = ImageFolderDataset(str(folder), transform=build_val_transform(cfg))
     assert tuple(dataset[0]['image'].shape) == (3, 32, 32)
     augmented = build_augmentation(cfg)(dataset.load_image(0))
@@ -172,11 +175,12 @@ def test_over_the_memory_budget_images_are_read_from_disk(tmp_path, monkeypatch,
     folder = tmp_path / 'big'
     write_images(folder, 4, size=(40, 40), mode='RGB')
     in_memory = ImageFolderDataset(str(folder), resize=20)
+    assert in_memory.data is not None
     monkeypatch.setattr(image_folder, 'WORKING_COPY_BUDGET', 100)
     image_folder.working_copies.cache_clear()
     from_disk = ImageFolderDataset(str(folder), resize=20)
+    assert from_disk.data is None and from_disk.images is None  # copies made when first asked
     assert 'over the' in capsys.readouterr().out
-    assert from_disk.data is None and from_disk.images is None
     for i in range(4):
         assert np.array_equal(np.asarray(from_disk.load_image(i)),
                               np.asarray(in_memory.load_image(i)))
