@@ -3,6 +3,8 @@
     python eval.py --config_env configs/env.yml --config_exp configs/scan/scan_digits.yml
     python eval.py ... --annotate OUTDIR [--names NAMES.yml] [--corrections CORRECTIONS.csv]
                        [--predict FOLDER] [--force]
+                       [--naming-model NAME [--naming-weights hub|PATH] [--vocabulary FILE]
+                        [--naming-images N]]
 
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
@@ -14,7 +16,8 @@ gets the original's top-1/5/20 neighbour accuracy within the val split.
 --annotate OUTDIR (SCAN or self-label model) also exports, for the images of the val split (for a
 folder: all its images) or, with --predict FOLDER, for the images of FOLDER, a CSV, a gallery in
 which to name and correct the clusters, grids, names.yml and summary.json (annotation/export.py),
-with the names of --names and the corrections of --corrections applied.
+with the names of --names and the corrections of --corrections applied. --naming-model names the
+clusters with a CLIP model (annotation/naming.py; docs/naming.md).
 """
 import json
 import os
@@ -25,6 +28,8 @@ from sklearn.cluster import KMeans
 
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
+from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
+from annotation.overview import OverviewSettings
 from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
@@ -36,18 +41,20 @@ from models import ContrastiveModel, build_backbone
 from models.heads import heads_on_features
 from models.loading import load_contrastive_weights, load_trained_clustering_model, require
 from models.original import read_model_file
-from utils.checkpoint import load_state_dict_strict
+from utils.checkpoint import atomic_write_text, load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
-from utils.mining import neighbor_accuracies, neighbor_accuracy
+from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
+from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
 from utils.prototypes import original_prototypes
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
+NAMING_CACHE = 'naming-cache'  # <root_dir>/naming-cache: text embeddings of vocabularies
 
 
 def pretext_features(cfg, model_path, device):
@@ -101,14 +108,14 @@ def evaluate_pretext(cfg, model_path, device):
     results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')}
     if os.path.isfile(cfg.paths.topk_neighbors_train_path):
         results['neighbor_acc_train'] = neighbor_accuracy(
-            np.load(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
+            read_neighbors(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
     return results
 
 
 def cluster_order(mapping, num_clusters):
     """Clusters sorted by the class they match; unmatched clusters last."""
-    matched = sorted((c, k) for k, c in mapping.items() if c >= 0)
-    return [k for _, k in matched] + [k for k in range(num_clusters) if mapping[k] < 0]
+    matched = sorted((c, k) for k, c in mapping.items() if c >= 0 and k < num_clusters)
+    return [k for _, k in matched] + [k for k in range(num_clusters) if mapping.get(k, -1) < 0]
 
 
 def load_clustering_model(path, backbone, device):
@@ -151,7 +158,7 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
     if val_set.has_labels:
         classes = val_set.classes or [str(c) for c in range(cfg.num_classes)]
         metrics = cluster_metrics(clusters, targets, len(classes), probs=probs)
-        mapping = metrics.pop('mapping')
+        mapping = {k: c for k, c in metrics.pop('mapping').items() if k < num_clusters}
         results.update(metrics)
         matched = np.array([mapping[k] for k in clusters])
         known = targets >= 0
@@ -234,14 +241,32 @@ def get_eval_parser():
     parser.add_argument('--force', action='store_true',
                         help='with --annotate: write into a folder that holds other files, '
                              'beside them (a file of the same name as ours is never replaced)')
+    parser.add_argument('--naming-model', default=None, metavar='NAME',
+                        help='with --annotate: suggest cluster names with this open_clip model '
+                             '(e.g. ViT-B-32, ViT-L-14:laion2b_s32b_b82k, or an open_clip '
+                             'model config .json); see docs/naming.md')
+    parser.add_argument('--naming-weights', default=None, metavar='hub|PATH',
+                        help="the naming model's weights: 'hub' (Hugging Face, cached; the "
+                             "default) or a local open_clip checkpoint or .safetensors file")
+    parser.add_argument('--vocabulary', default=None, metavar='FILE',
+                        help='with --naming-model: the names to choose from, one a line '
+                             '(default: the ImageNet-21k classes timm ships)')
+    parser.add_argument('--naming-images', type=int, default=IMAGES_PER_CLUSTER, metavar='N',
+                        help='with --naming-model: embed the N most confident images of each '
+                             f'cluster (default {IMAGES_PER_CLUSTER}; 0: all of them)')
     return parser
 
 
 def annotation_request(args, cfg):
     """--annotate and its options, checked before any model runs."""
-    if (args.names or args.predict or args.corrections or args.force) and not args.annotate:
-        raise AnnotationError("--names, --corrections, --predict and --force go with "
-                              "--annotate OUTDIR (where the results are written)")
+    if (args.names or args.predict or args.corrections or args.force or args.naming_model) \
+            and not args.annotate:
+        raise AnnotationError("--names, --corrections, --predict, --force and --naming-model go "
+                              "with --annotate OUTDIR (where the results are written)")
+    if (args.naming_weights or args.vocabulary or args.naming_images != IMAGES_PER_CLUSTER) \
+            and not args.naming_model:
+        raise AnnotationError("--naming-weights, --vocabulary and --naming-images go with "
+                              "--naming-model NAME")
     if not args.annotate:
         return None
     if cfg.step == 'pretext':
@@ -249,8 +274,11 @@ def annotation_request(args, cfg):
             f"{args.config_exp} is a pretext (SimCLR) step: its model has no clusters to "
             f"annotate. Run scan.py (and selflabel.py), then pass configs/scan/... or "
             f"configs/selflabel/... with the same --opts")
+    naming = naming_request(args.naming_model, args.naming_weights, args.vocabulary,
+                            args.naming_images) if args.naming_model else None
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
-                            tuple(f for f in (cfg.folder, args.predict) if f))
+                            tuple(f for f in (cfg.folder, args.predict) if f), naming,
+                            OverviewSettings.of_config(cfg))
     check_request(request)
     return request
 
@@ -266,11 +294,14 @@ def open_predict_folder(args, cfg):
 def prepare_annotation(request, cfg, device, model, head, model_path, evaluated, predict_set):
     """--annotate: the val split's images (as evaluated), or with --predict the new folder's,
     checked with the names and corrections before anything is written."""
-    val_set, probs = evaluated
+    val_set, probs, features = evaluated
     if predict_set is None:
-        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path)
-    predict_probs, _ = predict_dataset(model, head, predict_set, cfg, device)
-    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path)
+        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path,
+                              features)
+    predict_probs, _, predict_features = predict_dataset(model, head, predict_set, cfg, device,
+                                                         with_features=True)
+    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path,
+                          predict_features)
 
 
 def main(args):
@@ -281,6 +312,8 @@ def main(args):
     require(model_path, {'pretext': 'simclr.py', 'scan': 'scan.py',
                          'selflabel': 'selflabel.py'}[cfg.step])
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
+    if args.predict:  # the new images get the protection of the config's folder
+        protect(args.predict, 'the --predict folder')
     lock_run_folder(cfg, out_dir)
     check_fingerprint(cfg)  # the images step 1 saw
     use_training_transform(cfg, read_model_file(model_path).config, model_path)
@@ -298,12 +331,14 @@ def main(args):
         probs, targets, features = predict_val(model, head, val_set, cfg, device)
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
-                                        (val_set, probs), predict_set)
+                                        (val_set, probs, features), predict_set)
+            if request.naming:
+                suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
+                              device, report=log)
         results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
                                       features)
     path = os.path.join(out_dir, 'metrics.json')
-    with open(path, 'w') as f:
-        json.dump(results, f, indent=2)
+    atomic_write_text(path, json.dumps(results, indent=2))
     print_results(results)
     log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
     if export:

@@ -8,7 +8,6 @@ lowest-loss head over the run, chosen on the validation neighbours, never by acc
 """
 import time
 
-import numpy as np
 import torch
 from easydict import EasyDict
 
@@ -29,6 +28,7 @@ from utils.distributed import barrier, cleanup_distributed, is_main_process, wra
 from utils.inference import predict_clusters
 from utils.k_selection import resolve_auto_num_classes
 from utils.metrics import labelled_metrics
+from utils.mining import read_neighbors
 from utils.progress import progress
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, input_digests,
@@ -88,14 +88,14 @@ def evaluate(model, val_loader, val_neighbors, cfg, device):
 def load_neighbors(cfg):
     for path in (cfg.paths.topk_neighbors_train_path, cfg.paths.topk_neighbors_val_path):
         require(path, 'simclr.py')
-    train = np.load(cfg.paths.topk_neighbors_train_path)
+    train = read_neighbors(cfg.paths.topk_neighbors_train_path)
     mined = train.shape[1] - 1  # column 0 is the anchor itself
     if cfg.num_neighbors > mined:
         raise ConfigError(f"{cfg.config_files['exp']}: num_neighbors={cfg.num_neighbors}, but "
                           f"step 1 mined {mined} per image ({cfg.paths.topk_neighbors_train_path})"
                           f": lower it to {mined} or less, or rerun simclr.py with --opts "
                           f"num_neighbors={cfg.num_neighbors} (it only mines again)")
-    return train, np.load(cfg.paths.topk_neighbors_val_path)
+    return train, read_neighbors(cfg.paths.topk_neighbors_val_path)
 
 
 def step1_train_features(cfg, device):

@@ -8,7 +8,6 @@ model.pth.tar, topk-train-neighbors.npy, topk-val-neighbors.npy, log.jsonl.
 import os
 import time
 
-import numpy as np
 import torch
 
 from data import build_dataset, val_is_train
@@ -20,7 +19,7 @@ from data.settings import complete_image_settings
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
 from models.timm_backbone import pretrained_timm_backbone
-from utils.checkpoint import atomic_save, atomic_write, load, load_state_dict_strict
+from utils.checkpoint import atomic_save, atomic_save_array, load, load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
@@ -143,7 +142,7 @@ def mine_split(cfg, split, features, targets):
     indices = mine_nearest_neighbors(features, k, cfg.mining_index,
                                      cfg.mining_ivf_kwargs.nlist, cfg.mining_ivf_kwargs.nprobe)
     accuracy = neighbor_accuracy(indices, targets.cpu().numpy())
-    atomic_write(path, lambda f: np.save(f, indices), suffix='.npy')
+    atomic_save_array(path, indices)
     shown = 'n/a (no labels)' if accuracy is None else f"{accuracy:.4f}"
     log(f"top-{k} neighbours of {len(indices)} {split} images mined in "
         f"{time.time() - started:.1f}s; neighbour accuracy {shown}; saved {path}", 'green')

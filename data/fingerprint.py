@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from data import build_dataset
+from data import build_dataset, folder_check_record
 from utils.checkpoint import PREVIOUS_SUFFIX, atomic_write_text
 from utils.distributed import is_main_process
 from utils.errors import UserError
@@ -169,23 +169,46 @@ def record_fingerprint(cfg):
     fingerprints = split_fingerprints(cfg)
     if is_main_process():
         atomic_write_text(path, json.dumps(fingerprints))
+        if cfg.train_db_name == 'folder':  # the later steps' processes skip decoding the files
+            from data.image_folder import write_check_record
+            write_check_record(build_dataset(cfg, 'train').folder, folder_check_record(cfg))
+
+
+def damaged(path, why):
+    return DatasetChanged(f"{path} is damaged ({why}): it records the images step 1 ran on. "
+                          f"Delete it to go on without that check, or start over from step 1 "
+                          f"(simclr.py)")
+
+
+def read_recorded(path):
+    try:
+        with open(path, encoding='utf-8') as f:
+            recorded = json.load(f)
+    except (OSError, ValueError) as error:  # truncated, garbage, not UTF-8, a folder
+        raise damaged(path, type(error).__name__) from None
+    if not isinstance(recorded, dict):
+        raise damaged(path, 'not a record of images')
+    return recorded
 
 
 def check_fingerprint(cfg, resuming=False):
     """Raise DatasetChanged, saying what changed, if the images of the run's splits are not the
     ones step 1 recorded; without a record (outputs of an older version), say so and go on."""
     path = fingerprint_path(cfg)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         print(f"no record of the images step 1 ran on ({path} is missing): cannot check that "
               f"they did not change since")
         return
-    with open(path, encoding='utf-8') as f:
-        recorded = json.load(f)
+    recorded = read_recorded(path)
     current = split_fingerprints(cfg)
     problems, explained = [], {}
     for split in SPLITS:
-        old, new = _resolved(recorded, split), _resolved(current, split)
-        lines = compare(old, new)
+        try:
+            old = _resolved(recorded, split)
+            lines = compare(old, _resolved(current, split))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            raise damaged(path, 'not a record of images') from None
+        new = _resolved(current, split)
         key = json.dumps(lines)
         if lines and key in explained:  # the same folder as another split: said already
             explained[key].append(split)

@@ -5,7 +5,7 @@ original SCAN code's (the authors' released checkpoints) load the same way."""
 import os
 
 from models import ClusteringModel, build_backbone
-from models.original import read_model_file
+from models.original import NotAModelFile, read_model_file
 from utils.checkpoint import load_state_dict_strict
 
 
@@ -47,8 +47,12 @@ def load_trained_clustering_model(path, backbone):
     of its best head; `backbone` names the network where the file does not (original files)."""
     saved = read_model_file(path)
     backbone = saved.config['backbone'] if saved.config else backbone
-    heads = sorted({int(k.split('.')[1]) for k in saved.state if k.startswith('cluster_head.')})
+    heads = sorted({int(k.split('.')[1]) for k in saved.state if k.startswith('cluster_head.')
+                    and k.split('.')[1].isascii() and k.split('.')[1].isdigit()})
     num_clusters = saved.state[f'cluster_head.{heads[0]}.weight'].shape[0]
+    if not 0 <= saved.head < len(heads):
+        raise NotAModelFile(f"{path} is damaged: its best head is {saved.head}, but it has "
+                            f"{len(heads)} head(s); rerun the step that wrote it")
     model = ClusteringModel(build_backbone(backbone), num_clusters, nheads=len(heads))
     load_state_dict_strict(model, saved.state, path)
     return model, saved.head

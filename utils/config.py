@@ -8,6 +8,7 @@ path, so that the three steps find each other's files without any path editing.
 """
 import difflib
 import hashlib
+import math
 import os
 import re
 
@@ -15,6 +16,8 @@ import yaml
 from easydict import EasyDict
 
 from utils.errors import UserError
+from utils.text import excerpt
+from utils.user_files import read_user_file
 
 
 class ConfigError(UserError, ValueError):
@@ -107,6 +110,10 @@ COMMON_SCHEMA = {
     # fp32 as the original; bf16: autocast in training, mining and evaluation, and TF32
     # matrix products on CUDA
     'precision': Key(str, 'fp32', choices=('fp32', 'bf16')),
+    # eval.py --annotate: the map, near-duplicates and outliers (annotation/, docs/map.md)
+    'overview_kwargs': {'map_method': Key(str, 'auto', choices=('auto', 'umap', 'tsne', 'pca')),
+                        'map_neighbors': Key(int, 15), 'map_min_dist': Key(NUMBER, 0.1),
+                        'duplicate_distance': Key(int, 24), 'outlier_neighbors': Key(int, 10)},
 }
 
 SIMCLR_SCHEMA = {
@@ -122,8 +129,11 @@ SIMCLR_SCHEMA = {
 }
 
 # Heads on a frozen backbone trained from its cached features (data/feature_cache.py): the
-# val-transform features, plus `cached_views` augmented views per image computed once.
-FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0)}
+# val-transform features, plus `cached_views` augmented views per image computed once;
+# `feature_dropout` zeroes that share of a feature's values (scaled) in each augmented draw: a
+# cheap stand-in for views, which then need not be embedded (0: none).
+FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0),
+                      'feature_dropout': Key(NUMBER, 0.0)}
 
 STEP_SCHEMAS = {
     'simclr': SIMCLR_SCHEMA,
@@ -183,6 +193,8 @@ def between(low, high, low_open=False, high_open=False):
 
 POSITIVE = Allowed("> 0", lambda v: v > 0)
 COUNT, NON_NEGATIVE, PROBABILITY = at_least(1), at_least(0), between(0, 1)
+IMAGE_SIZE = between(1, 4096)  # pixels a side: beyond, one image fills a GPU (and any memory)
+SEED = between(0, 2 ** 32 - 1)  # what numpy and torch both take, epoch offsets included
 CHANNEL_MEANS = Allowed("a list of 1 or 3 numbers",
                         lambda v: len(v) in (1, 3) and all(_is_number(x) for x in v))
 CHANNEL_STDS = Allowed("a list of 1 or 3 numbers > 0",
@@ -200,7 +212,8 @@ NORMALIZE_RANGES = {'normalize.mean': CHANNEL_MEANS, 'normalize.std': CHANNEL_ST
 # What each numeric or list key accepts (dotted keys; null passes where the schema allows it).
 # epochs depends on another key: see check_epochs.
 RANGES = {
-    'num_classes': COUNT, 'model_kwargs.features_dim': COUNT,
+    'num_classes': between(1, 100_000), 'model_kwargs.features_dim': between(1, 65_536),
+    'seed': SEED,
     'batch_size': COUNT, 'num_workers': NON_NEGATIVE,
     'optimizer_kwargs.lr': POSITIVE, 'optimizer_kwargs.weight_decay': NON_NEGATIVE,
     'optimizer_kwargs.momentum': between(0, 1, high_open=True),
@@ -208,8 +221,8 @@ RANGES = {
     'scheduler_kwargs.lr_decay_epochs': EPOCH_LIST,
     'criterion_kwargs.temperature': POSITIVE, 'criterion_kwargs.entropy_weight': NON_NEGATIVE,
     'temperature': POSITIVE,  # MoCo's, in the original's MoCo files (unused: nothing is trained)
-    'augmentation_kwargs.crop_size': COUNT, 'augmentation_kwargs.resize': COUNT,
-    'augmentation_kwargs.random_resized_crop.size': COUNT,
+    'augmentation_kwargs.crop_size': IMAGE_SIZE, 'augmentation_kwargs.resize': IMAGE_SIZE,
+    'augmentation_kwargs.random_resized_crop.size': IMAGE_SIZE,
     'augmentation_kwargs.random_resized_crop.scale': SCALE_RANGE,
     'augmentation_kwargs.color_jitter_random_apply.p': PROBABILITY,
     'augmentation_kwargs.color_jitter.brightness': NON_NEGATIVE,
@@ -219,19 +232,25 @@ RANGES = {
     'augmentation_kwargs.random_grayscale.p': PROBABILITY,
     'augmentation_kwargs.num_strong_augs': NON_NEGATIVE,
     'augmentation_kwargs.cutout_kwargs.n_holes': NON_NEGATIVE,
-    'augmentation_kwargs.cutout_kwargs.length': COUNT,
+    'augmentation_kwargs.cutout_kwargs.length': IMAGE_SIZE,
     **{f'augmentation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
-    'transformation_kwargs.crop_size': COUNT, 'transformation_kwargs.resize': COUNT,
+    'transformation_kwargs.crop_size': IMAGE_SIZE, 'transformation_kwargs.resize': IMAGE_SIZE,
     **{f'transformation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
     'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT, 'knn_k': COUNT,
     'mining_ivf_kwargs.nlist': COUNT, 'mining_ivf_kwargs.nprobe': COUNT,
     'num_heads': COUNT, 'cached_views': NON_NEGATIVE,
+    'feature_dropout': between(0, 1, high_open=True),
     # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none
     'confidence_threshold': between(0, 1, high_open=True),
     'ema_alpha': between(0, 1, low_open=True, high_open=True),
+    'overview_kwargs.map_neighbors': between(2, 200),
+    'overview_kwargs.map_min_dist': between(0, 1),
+    # bits of the 192-bit perceptual code (annotation/duplicates.py); 0: identical codes only
+    'overview_kwargs.duplicate_distance': between(0, 96),
+    'overview_kwargs.outlier_neighbors': between(1, 100),
 }
 ENV_RANGES = {'device': DEVICE}
-UNBOUNDED = {'seed'}  # numeric keys any value of which works
+UNBOUNDED = set()  # numeric keys any value of which works
 
 
 def _is_number(value):
@@ -253,7 +272,8 @@ def check_ranges(values, ranges, where, overridden=()):
         value = _lookup(values, key)
         if value is not None and not allowed.test(value):
             source = f"{where} (set by --opts)" if key in overridden else where
-            raise ConfigError(f"{source}: key '{key}' must be {allowed.text}, got {value!r}")
+            raise ConfigError(f"{source}: key '{key}' must be {allowed.text}, got "
+                              f"{excerpt(value)}")
 
 
 def check_num_classes(cfg, where, overridden=()):
@@ -297,11 +317,22 @@ def _check_value(value, key, spec, where):
     if not ok:
         names = ' or '.join('null' if t is type(None) else t.__name__ for t in spec.types)
         raise ConfigError(f"{where}: key '{key}' must be {names}, got "
-                          f"{type(value).__name__} ({value!r})")
+                          f"{type(value).__name__} ({excerpt(value)})")
     if spec.choices is not None and value not in spec.choices:
         raise ConfigError(f"{where}: key '{key}' must be one of {list(spec.choices)}, "
-                          f"got {value!r}")
+                          f"got {excerpt(value)}")
+    if not _finite(value):
+        raise ConfigError(f"{where}: key '{key}' must be a finite number, got {excerpt(value)}")
     return value
+
+
+def _finite(value):
+    """No infinite or NaN number, alone or in a list (no key accepts one)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):  # lists of numbers are flat: nothing nested is walked
+        return all(not isinstance(v, float) or math.isfinite(v) for v in value)
+    return True
 
 
 def validate(values, schema, where, prefix=''):
@@ -322,19 +353,41 @@ def validate(values, schema, where, prefix=''):
     return out
 
 
-def read_yaml(path):
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+class _SafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader whose integers of thousands of digits (which int() refuses, with a
+    ValueError that is no YAMLError) are an error with their line and column."""
+
+
+def _bounded_int(loader, node):
     try:
-        with open(path, encoding='utf-8') as f:
-            content = yaml.safe_load(f)
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number of {len(node.value):,} digits is too long",
+            node.start_mark) from None
+
+
+_SafeLoader.add_constructor('tag:yaml.org,2002:int', _bounded_int)
+
+
+def parse_yaml(data, path, error, kind='a config is a YAML text file'):
+    """yaml.safe_load of a user's file's bytes; anything PyYAML or Python refuses in it (deep
+    nesting, integers of thousands of digits) is `error` naming the file."""
+    try:
+        return yaml.load(data.decode('utf-8-sig'), Loader=_SafeLoader)  # noqa: S506 (safe)
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a text file (byte {e.object[e.start]:#04x} at offset "
-                          f"{e.start} is not UTF-8 text): a config is a YAML text file") from e
+        raise error(f"{path}: not a text file (byte {e.object[e.start]:#04x} at offset "
+                    f"{e.start} is not UTF-8 text): {kind}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from e
+        raise error(f"{path}: not valid YAML: {' '.join(str(e).split())[:300]}") from None
+    except RecursionError:
+        raise error(f"{path}: its YAML is nested too deep to read") from None
+    except (ValueError, OverflowError) as e:  # e.g. int() of a number of over 4,300 digits
+        raise error(f"{path}: holds a value that cannot be read ({excerpt(str(e))})") from None
+
+
+def read_yaml(path):
+    content = parse_yaml(read_user_file(path, 'config file', ConfigError), path, ConfigError)
     if content is not None and not isinstance(content, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values")
     return content or {}
@@ -367,6 +420,9 @@ def apply_overrides(raw, opts, schema):
             continue
         try:
             node[parts[-1]] = yaml.safe_load(text) if text != '' else None
+        except (RecursionError, ValueError, OverflowError) as e:
+            raise ConfigError(f"--opts: the value of '{dotted}' cannot be read "
+                              f"({excerpt(str(e))})") from None
         except yaml.YAMLError as e:
             problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
             raise ConfigError(f"--opts: the value of '{dotted}' is not valid YAML ({problem}): "
@@ -445,9 +501,6 @@ def check_backbone_keys(cfg, where):
         if not cfg['update_cluster_head_only']:
             raise ConfigError(f"{where}: feature_cache needs update_cluster_head_only: true "
                               f"(the features of a backbone that trains change every step)")
-        if cfg['setup'] == 'selflabel' and cfg['cached_views'] < 1:
-            raise ConfigError(f"{where}: self-labeling from cached features needs "
-                              f"cached_views >= 1 (an augmented view is its strong input)")
     if cfg.get('cached_views', 0) < 0:
         raise ConfigError(f"{where}: key 'cached_views' must be at least 0")
 
@@ -487,7 +540,7 @@ def load_config(config_env, config_exp, opts=None, evaluation=False):
     setup = exp_raw.get('setup')
     if setup not in STEP_SCHEMAS:
         raise ConfigError(f"{config_exp}: key 'setup' must be one of {list(STEP_SCHEMAS)}, "
-                          f"got {setup!r}")
+                          f"got {excerpt(setup)}")
     schema = {**COMMON_SCHEMA, **STEP_SCHEMAS[setup]}
     if setup == 'moco':
         exp_raw = fill_under(exp_raw, MOCO_FILL)

@@ -10,6 +10,30 @@ import faiss
 import numpy as np
 import torch
 
+from utils.errors import UserError
+
+
+class DamagedNeighbors(UserError, ValueError):
+    pass
+
+
+def read_neighbors(path):
+    """The top-k indices step 1 saved (N x k+1, column 0 the anchor); a truncated or foreign
+    file is a message saying how to make it again."""
+    why = None
+    try:
+        indices = np.load(path, allow_pickle=False)
+        if indices.ndim != 2 or indices.dtype.kind not in 'iu' or indices.shape[1] < 2:
+            why = f"holds {indices.dtype} {indices.shape}, not neighbour indices"
+        elif indices.size and (indices.min() < 0 or indices.max() >= len(indices)):
+            why = "holds indices of images that do not exist"
+    except (OSError, ValueError, EOFError) as error:
+        why = f"{type(error).__name__}: {str(error)[:200]}"
+    if why:
+        raise DamagedNeighbors(f"{path} is damaged ({why}): rerun simclr.py with the same "
+                               f"config, which mines the neighbours again")
+    return indices
+
 
 def _faiss_gpu_available():
     return hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0

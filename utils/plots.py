@@ -2,6 +2,8 @@
 
 Class and cluster names are user text: they are drawn literally (no mathtext for '$' or '\\',
 never TeX), with undecodable bytes as visible escapes."""
+import io
+import os
 import warnings
 
 import matplotlib
@@ -10,20 +12,24 @@ matplotlib.use('Agg')  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from utils.checkpoint import atomic_write  # noqa: E402
 from utils.text import visible_text  # noqa: E402
 
 LITERAL = {'parse_math': False, 'usetex': False}
 
 
 def _save(fig, path, **kwargs):
-    """Lay out and save; a name in a script the font lacks is drawn as boxes, expected and not
+    """Lay out and save (to a file path: atomically, never through a link); a name in a script the font lacks is drawn as boxes, expected and not
     worth a warning per glyph."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Glyph .* missing from font')
         warnings.filterwarnings('ignore', message='Tight layout not applied')
         fig.tight_layout()
-        fig.savefig(path, dpi=120, **kwargs)
+        buffer = io.BytesIO() if isinstance(path, (str, os.PathLike)) else path
+        fig.savefig(buffer, **{'dpi': 120, 'format': 'png', **kwargs})
     plt.close(fig)
+    if buffer is not path:
+        atomic_write(path, lambda f: f.write(buffer.getvalue()), suffix='.png')
 
 
 def _literal(names):

@@ -10,6 +10,7 @@ import torch
 from utils.checkpoint import PREVIOUS_SUFFIX, atomic_save, atomic_write_text, load_with_fallback
 from utils.distributed import get_rank, is_main_process
 from utils.errors import UserError
+from utils.outputs import append_text
 from utils.paths import file_digest
 
 
@@ -202,5 +203,4 @@ class RunLog:
         print('  '.join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in record.items()), flush=True)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
+        append_text(self.path, json.dumps(record) + '\n')
