@@ -1,7 +1,8 @@
 """A user's own folder of images: a labelled ImageFolder-style tree or any unlabeled tree.
 
 Every file is opened and decoded once, up front, so that a corrupt or truncated image is reported
-by name before training rather than crashing a worker hours in. Extensions are not trusted either
+by name before training rather than crashing a worker hours in. Step 1 records each file's
+result (write_check_record); later steps decode only the files changed since. Extensions are not trusted either
 way. Nothing in the folder is ever written, moved or deleted.
 
 Hostile input: an image's size is read from its header before any decoding, and images over
@@ -35,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
 from data.base import ImageDataset
+from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
 from utils.progress import progress
 from utils.text import path_from_printable, printable_path, printable_relpath  # noqa: F401
@@ -377,8 +379,12 @@ scan_folder.cache_clear = forget_scans  # as a functools.cache would offer
 
 
 def stat_key(path):
-    """What says a file is unchanged without reading it: size, modification time, inode."""
-    info = os.stat(path)
+    """What says a file is unchanged without reading it: size, modification time, inode (None
+    when it is gone: its check then says so)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
@@ -400,10 +406,8 @@ def write_check_record(folder, record):
     scan = _SCANS[folder]
     files = {os.path.relpath(path, folder): [*key, *(dims or (None, None)), reason]
              for path, key, dims, reason in scan.checked}
-    os.makedirs(os.path.dirname(record), exist_ok=True)
-    with open(record + '.tmp', 'w') as f:
-        json.dump({'version': RECORD_VERSION, 'folder': folder, 'files': files}, f)
-    os.replace(record + '.tmp', record)
+    atomic_write_text(record, json.dumps({'version': RECORD_VERSION, 'folder': folder,
+                                          'files': files}))  # never through a link
 
 
 def check_files(folder, files, size, record):
@@ -412,7 +416,7 @@ def check_files(folder, files, size, record):
     known = read_check_record(record, folder) if record else {}
     keys = {path: stat_key(path) for path in files}
     reused = {path: known[path] for path in files
-              if path in known and known[path][:3] == keys[path]}
+              if keys[path] is not None and path in known and known[path][:3] == keys[path]}
     decoded, copies = check_all(folder, [p for p in files if p not in reused], size)
     decoded = iter(decoded)
     results = [(tuple(reused[p][3:5]) if reused[p][3] is not None else None, reused[p][5])
