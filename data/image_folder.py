@@ -1,7 +1,8 @@
 """A user's own folder of images: a labelled ImageFolder-style tree or any unlabeled tree.
 
 Every file is opened and decoded once, up front, so that a corrupt or truncated image is reported
-by name before training rather than crashing a worker hours in. Extensions are not trusted either
+by name before training rather than crashing a worker hours in. Step 1 records each file's
+result (write_check_record); later steps decode only the files changed since. Extensions are not trusted either
 way. Nothing in the folder is ever written, moved or deleted.
 
 Hostile input: an image's size is read from its header before any decoding, and images over
@@ -378,8 +379,12 @@ scan_folder.cache_clear = forget_scans  # as a functools.cache would offer
 
 
 def stat_key(path):
-    """What says a file is unchanged without reading it: size, modification time, inode."""
-    info = os.stat(path)
+    """What says a file is unchanged without reading it: size, modification time, inode (None
+    when it is gone: its check then says so)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
@@ -411,7 +416,7 @@ def check_files(folder, files, size, record):
     known = read_check_record(record, folder) if record else {}
     keys = {path: stat_key(path) for path in files}
     reused = {path: known[path] for path in files
-              if path in known and known[path][:3] == keys[path]}
+              if keys[path] is not None and path in known and known[path][:3] == keys[path]}
     decoded, copies = check_all(folder, [p for p in files if p not in reused], size)
     decoded = iter(decoded)
     results = [(tuple(reused[p][3:5]) if reused[p][3] is not None else None, reused[p][5])
