@@ -232,8 +232,8 @@ def test_a_full_disk_during_a_step_is_a_message(tmp_path, monkeypatch, shapes):
                           '--opts', 'epochs=1')
     assert "the disk is full" in message and 'Traceback' not in message
     # the log line of epoch 1 is there, its checkpoint not: the next run starts the log afresh
-    assert sorted(os.listdir(pretext_dir(tmp_path / 'out', shapes))) == ['fingerprint.json',
-                                                                         'log.jsonl']
+    assert sorted(os.listdir(pretext_dir(tmp_path / 'out', shapes))) == [
+        'fingerprint.json', 'folder-check.json', 'log.jsonl']
     assert folder_hash(shapes.folder) == shapes.before
 
 
@@ -361,7 +361,8 @@ def test_every_numeric_key_has_a_range():
     keys = set(numeric_keys(COMMON_SCHEMA))
     for schema in STEP_SCHEMAS.values():
         keys |= set(numeric_keys(schema))
-    assert sorted(keys - set(RANGES) - UNBOUNDED - {'epochs'}) == []  # epochs: check_epochs
+    # epochs: check_epochs; num_classes_range: check_num_classes
+    assert sorted(keys - set(RANGES) - UNBOUNDED - {'epochs', 'num_classes_range'}) == []
 
 
 # 12. Progress bars only on a terminal ----------------------------------------------------------

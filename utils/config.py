@@ -289,12 +289,12 @@ def check_num_classes(cfg, where, overridden=()):
         return f"{where} (set by --opts)" if key in overridden else where
     if isinstance(cfg['num_classes'], str) and cfg['num_classes'] != 'auto':
         raise ConfigError(f"{source('num_classes')}: key 'num_classes' must be a count >= 1 or "
-                          f"'auto' (chosen from the data in scan.py), got {cfg['num_classes']!r}")
+                          f"'auto' (chosen from the data in scan.py), got {excerpt(cfg['num_classes'])}")
     k_range = cfg['num_classes_range']
     if not (len(k_range) == 2 and all(isinstance(k, int) and not isinstance(k, bool)
                                       for k in k_range)):
         raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be a "
-                          f"list [min, max] of two whole numbers, got {k_range!r}")
+                          f"list [min, max] of two whole numbers, got {excerpt(k_range)}")
     if k_range[0] < 2 or k_range[0] > k_range[1]:
         raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be "
                           f"[min, max] with 2 <= min <= max, got {k_range!r}")
