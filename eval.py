@@ -42,6 +42,7 @@ from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
 from utils.mining import neighbor_accuracy
 from utils.plots import confusion_matrix_figure, prototype_grid
+from utils.run_warnings import collapse_warnings, run_warnings
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
@@ -145,9 +146,10 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
         results['per_class'] = [dict(row, name=classes[row['class']]) for row in
                                 per_class_precision_recall(matched[known], targets[known],
                                                            len(classes))]
-        results['cluster_to_class'] = {str(k): (classes[c] if c >= 0 else None)
+        sizes = results['cluster_sizes']  # an empty cluster is never named after a class
+        results['cluster_to_class'] = {str(k): (classes[c] if c >= 0 and sizes[k] else None)
                                        for k, c in mapping.items()}
-        names.update({k: classes[c] for k, c in mapping.items() if c >= 0})
+        names.update({k: classes[c] for k, c in mapping.items() if c >= 0 and sizes[k]})
         order = cluster_order(mapping, num_clusters)
         counts = confusion_counts(clusters[known], targets[known], num_clusters, len(classes)).T
         path = os.path.join(out_dir, 'confusion_matrix.png')
@@ -159,6 +161,8 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     write_prototypes(val_set, probs, names, results.get('cluster_order', range(num_clusters)),
                      path, f"most confident images per cluster ({cfg.step})")
     results.setdefault('figures', []).append(path)
+    results['warnings'] = [w['message'] for w in run_warnings(cfg.paths, cfg.step)] \
+        + collapse_warnings(results['cluster_sizes'])
     return results
 
 
@@ -186,6 +190,8 @@ def print_results(results):
             f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
             'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
+    for message in results.get('warnings', []):
+        log(f"warning: {message}", 'yellow')
 
 
 def get_eval_parser():
@@ -277,6 +283,7 @@ def main(args):
     log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
     if export:
         matched = {int(k): v for k, v in results.get('cluster_to_class', {}).items()}
+        export.warnings = [w['message'] for w in run_warnings(cfg.paths, cfg.step)]
         results['annotations'] = export.write(matched)
         log(f"annotations: {results['annotations']}\n"
             f"gallery: {os.path.join(args.annotate, 'index.html')}"

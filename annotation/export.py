@@ -27,7 +27,8 @@ from annotation.outfolder import ExportFolder
 from annotation.tables import csv_text
 from utils.plots import prototype_grid
 from utils.progress import progress
-from utils.text import visible_text
+from utils.run_warnings import collapse_warnings
+from utils.text import plural, visible_text
 
 CSV_NAME = 'annotations.csv'
 NAMES_NAME = 'names.yml'
@@ -99,6 +100,7 @@ class Export:
         self.num_clusters = probs.shape[1]
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
+        self.warnings = []  # of the run that made the model (eval.py sets them)
 
     def planned_files(self):
         files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME]
@@ -203,12 +205,16 @@ class Export:
                          f"AMI {metrics['ami']:.4f}.")
         if self.corrections.file:
             lines.append(f"Corrections applied from {visible_text(self.corrections.file)}: "
-                         f"{len(self.corrections.moves):,} images moved, "
-                         f"{len(self.corrections.merges)} clusters merged "
-                         f"({int(self.corrected.sum()):,} images corrected).")
+                         f"{plural(len(self.corrections.moves), 'image')} moved, "
+                         f"{plural(len(self.corrections.merges), 'cluster')} merged "
+                         f"({plural(int(self.corrected.sum()), 'image')} corrected).")
         if images.skipped:
-            lines.append(f"{len(images.skipped):,} files were skipped (listed at the end).")
-        return lines
+            lines.append(f"{plural(len(images.skipped), 'file')} skipped (listed at the end).")
+        return lines + [f"Warning: {w}" for w in self.all_warnings()]
+
+    def all_warnings(self):
+        """The run's warnings, then those of these images' clusters (empty, collapsed)."""
+        return self.warnings + collapse_warnings([self.sizes[k] for k in self.kept], self.kept)
 
     def _write_gallery(self, names, grids, metrics):
         model_sizes = np.bincount(self.probs.argmax(axis=1), minlength=self.num_clusters)
@@ -236,7 +242,8 @@ class Export:
         summary = {'images': self.images.source, 'model': self.model_path,
                    'num_images': len(self.images), 'names_file': self.names_file,
                    'clusters': clusters,
-                   'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped]}
+                   'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped],
+                   'warnings': self.all_warnings()}
         if self.corrections.file:
             summary['corrections'] = {
                 'file': visible_text(self.corrections.file),

@@ -65,7 +65,7 @@ def test_the_next_run_removes_temporaries_of_killed_writers_and_nothing_else(tmp
     lock_output_folder(str(tmp_path))
     release_output_locks()
     assert sorted(os.listdir(tmp_path)) == ['checkpoint.pth.tar', 'notes.txt']
-    assert "removed 2 temporary file(s) left by a killed run" in capsys.readouterr().out
+    assert "removed 2 temporary files left by a killed run" in capsys.readouterr().out
 
 
 def test_the_log_is_rewritten_to_the_epochs_of_the_checkpoint(tmp_path):

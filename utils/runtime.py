@@ -11,6 +11,7 @@ from utils.distributed import init_distributed, is_main_process
 from utils.errors import UserError
 from utils.experiment_clash import check_no_clash
 from utils.lock import lock_output_folder, release_output_locks
+from utils.run_warnings import start_warnings
 from utils.training import seed_everything
 
 
@@ -51,6 +52,7 @@ def lock_run_folder(cfg, folder):
                                         f"{cfg.root_dir}) to a folder you can write, or pass "
                                         f"--opts root_dir=PATH.")
         check_no_clash(cfg, folder)
+        start_warnings(folder)  # warnings.json describes this run
 
 
 def run_cli(main, parser, argv=None):

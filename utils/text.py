@@ -52,3 +52,9 @@ def path_from_printable(text):
 def printable_relpath(path, folder):
     """A path under folder as it is printed and listed: relative to folder, printable."""
     return printable_path(os.path.relpath(path, folder))
+
+
+def plural(count, singular, plural_form=None):
+    """'1 cluster', '3 clusters', '1,200 images'."""
+    word = singular if count == 1 else (plural_form or singular + 's')
+    return f"{count:,} {word}"
