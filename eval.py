@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from annotation.class_folders import check_destination, export_class_folders
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
 from data import build_dataset
@@ -161,7 +162,8 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     write_prototypes(val_set, probs, names, results.get('cluster_order', range(num_clusters)),
                      path, f"most confident images per cluster ({cfg.step})")
     results.setdefault('figures', []).append(path)
-    results['warnings'] = [w['message'] for w in run_warnings(cfg.paths, cfg.step)] \
+    results['notes'] = run_warnings(cfg.paths, cfg.step, kind='note')
+    results['warnings'] = run_warnings(cfg.paths, cfg.step) \
         + collapse_warnings(results['cluster_sizes'])
     return results
 
@@ -190,6 +192,8 @@ def print_results(results):
             f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
             'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
+    for message in results.get('notes', []):
+        log(f"note: {message}")
     for message in results.get('warnings', []):
         log(f"warning: {message}", 'yellow')
 
@@ -209,6 +213,11 @@ def get_eval_parser():
     parser.add_argument('--corrections', default=None, metavar='CORRECTIONS.csv',
                         help='with --annotate: move images and merge clusters as listed (the '
                              'file the gallery\'s "Save corrections" downloads)')
+    parser.add_argument('--export-folders', default=None, metavar='DIR',
+                        help='with --annotate: also write the clusters as DIR/<cluster name>/ '
+                             'folders of links to the images (torchvision ImageFolder reads it)')
+    parser.add_argument('--copy-images', action='store_true',
+                        help='with --export-folders: copies of the images instead of links')
     parser.add_argument('--force', action='store_true',
                         help='with --annotate: write into a folder that holds other files, '
                              'beside them (a file of the same name as ours is never replaced)')
@@ -217,9 +226,12 @@ def get_eval_parser():
 
 def annotation_request(args, cfg):
     """--annotate and its options, checked before any model runs."""
-    if (args.names or args.predict or args.corrections or args.force) and not args.annotate:
-        raise AnnotationError("--names, --corrections, --predict and --force go with "
-                              "--annotate OUTDIR (where the results are written)")
+    if (args.names or args.predict or args.corrections or args.force or args.export_folders
+            or args.copy_images) and not args.annotate:
+        raise AnnotationError("--names, --corrections, --predict, --export-folders and --force "
+                              "go with --annotate OUTDIR (where the results are written)")
+    if args.copy_images and not args.export_folders:
+        raise AnnotationError("--copy-images goes with --export-folders DIR")
     if not args.annotate:
         return None
     if cfg.step == 'pretext':
@@ -230,6 +242,8 @@ def annotation_request(args, cfg):
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
                             tuple(f for f in (cfg.folder, args.predict) if f))
     check_request(request)
+    if args.export_folders:
+        check_destination(args.export_folders, request.image_folders)
     return request
 
 
@@ -283,11 +297,13 @@ def main(args):
     log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
     if export:
         matched = {int(k): v for k, v in results.get('cluster_to_class', {}).items()}
-        export.warnings = [w['message'] for w in run_warnings(cfg.paths, cfg.step)]
+        export.notes, export.warnings = results['notes'], run_warnings(cfg.paths, cfg.step)
         results['annotations'] = export.write(matched)
         log(f"annotations: {results['annotations']}\n"
             f"gallery: {os.path.join(args.annotate, 'index.html')}"
             + (f"\nnames from: {export.names_file}" if export.names_file else ''), 'green')
+        if args.export_folders:
+            log(export_class_folders(args.export_folders, export, args.copy_images), 'green')
     return results
 
 

@@ -100,7 +100,7 @@ class Export:
         self.num_clusters = probs.shape[1]
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
-        self.warnings = []  # of the run that made the model (eval.py sets them)
+        self.notes, self.warnings = [], []  # of the run that made the model (eval.py sets them)
 
     def planned_files(self):
         files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME]
@@ -119,6 +119,7 @@ class Export:
         own, metrics = match_names(self.images.dataset, self.probs)
         names = default_names(self.num_clusters, own or matched_names)
         names.update(self.user_names)
+        self.names = names  # for --export-folders
         try:
             return self._write_files(names, metrics)
         except OSError as error:  # a full disk, a folder made read-only meanwhile, ...
@@ -210,7 +211,8 @@ class Export:
                          f"({plural(int(self.corrected.sum()), 'image')} corrected).")
         if images.skipped:
             lines.append(f"{plural(len(images.skipped), 'file')} skipped (listed at the end).")
-        return lines + [f"Warning: {w}" for w in self.all_warnings()]
+        return lines + [f"Note: {n}" for n in self.notes] \
+            + [f"Warning: {w}" for w in self.all_warnings()]
 
     def all_warnings(self):
         """The run's warnings, then those of these images' clusters (empty, collapsed)."""
@@ -243,7 +245,7 @@ class Export:
                    'num_images': len(self.images), 'names_file': self.names_file,
                    'clusters': clusters,
                    'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped],
-                   'warnings': self.all_warnings()}
+                   'notes': self.notes, 'warnings': self.all_warnings()}
         if self.corrections.file:
             summary['corrections'] = {
                 'file': visible_text(self.corrections.file),

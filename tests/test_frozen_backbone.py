@@ -81,7 +81,8 @@ class Pipeline:
         return run_eval(self.env(name), CONFIGS[step], *args, '--opts', *self.opts(step))
 
     def pretext_dir(self, name):
-        return os.path.join(folder_outputs(os.path.join(self.root, name, 'out'), self.folder),
+        return os.path.join(folder_outputs(os.path.join(self.root, name, 'out'), self.folder,
+                                           backbone='timm/vit_tiny_patch16_224'),
                             'pretext')
 
 

@@ -105,6 +105,7 @@ def test_eval_and_export_carry_the_warnings(unconfident, capsys):
                        '--opts', *unconfident.opts)
     assert any('in any of the 2 epochs' in w for w in results['warnings'])
     assert any('training from scratch' in w for w in results['warnings'])
+    assert results['notes'] == [read_warnings(unconfident.out, 'pretext')[0]['message']]
     printed = capsys.readouterr().out
     assert 'warning: no image reached the confidence threshold' in printed
     with open(os.path.join(out_dir, 'summary.json'), encoding='utf-8') as f:
@@ -113,6 +114,7 @@ def test_eval_and_export_carry_the_warnings(unconfident, capsys):
     with open(os.path.join(out_dir, 'index.html'), encoding='utf-8') as f:
         page = f.read()
     assert 'Warning: training from scratch on only 24 images' in page
+    assert 'Note: 16x16 px crops from images of median size 12x12' in page
     metrics = os.path.join(unconfident.out, 'selflabel', 'eval', 'metrics.json')
     with open(metrics, encoding='utf-8') as f:
         assert json.load(f)['warnings'] == results['warnings']

@@ -47,10 +47,12 @@ def warn(step_dir, step, message, kind='warning'):
                       json.dumps(entries, indent=2, ensure_ascii=False) + '\n')
 
 
-def run_warnings(paths, up_to_step):
-    """The warnings of the steps up to `up_to_step` (the one whose model is evaluated)."""
+def run_warnings(paths, up_to_step, kind='warning'):
+    """The messages of one kind ('warning' or 'note') of the steps up to `up_to_step` (the one
+    whose model is evaluated)."""
     steps = STEPS[:STEPS.index(up_to_step) + 1]
-    return [e for step in steps for e in read_step_warnings(paths[f'{step}_dir'])]
+    return [e['message'] for step in steps for e in read_step_warnings(paths[f'{step}_dir'])
+            if e.get('kind', 'warning') == kind]
 
 
 def collapse_warnings(sizes, ids=None):

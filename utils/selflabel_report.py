@@ -38,8 +38,9 @@ def report_run(step_dir, records, threshold):
     empty = [r['epoch'] for r in records if r.get('confident_share') == 0]
     if records and len(empty) == len(records):
         warn(step_dir, 'selflabel',
-             f"no image reached the confidence threshold {threshold} in any of the "
-             f"{plural(len(records), 'epoch')}: nothing was trained, and the result is the "
+             f"no image reached the confidence threshold {threshold} in "
+             f"{'the only epoch' if len(records) == 1 else f'any of the {len(records)} epochs'}"
+             f": nothing was trained, and the result is the "
              f"SCAN model unchanged; {LOWER_HINT}")
         return True
     if empty:
