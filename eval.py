@@ -24,6 +24,8 @@ from sklearn.cluster import KMeans
 from annotation.class_folders import check_destination, export_class_folders
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
+from annotation.images import match_names
+from annotation.prediction_cache import cache_path, cached_predictions, saved_metrics
 from data import build_dataset
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
@@ -187,6 +189,8 @@ def print_results(results):
             log(f"pretext: kNN acc {results['knn_acc']:.4f}; k-means ACC {km['acc']:.4f} "
                 f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f} AMI {km['ami']:.4f}", 'green')
         return
+    if 'predict' in results:
+        log(f"new images of {results['predict']} (not the training folder):")
     if 'acc' in results:
         log(f"{results['step']}: ACC {results['acc']:.4f}  NMI {results['nmi']:.4f}  "
             f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
@@ -255,14 +259,38 @@ def open_predict_folder(args, cfg):
     return ImageFolderDataset(args.predict, resize=t.resize or t.crop_size)
 
 
-def prepare_annotation(request, cfg, device, model, head, model_path, evaluated, predict_set):
-    """--annotate: the val split's images (as evaluated), or with --predict the new folder's,
-    checked with the names and corrections before anything is written."""
-    val_set, probs = evaluated
-    if predict_set is None:
-        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path)
-    predict_probs, _ = predict_dataset(model, head, predict_set, cfg, device)
-    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path)
+def saved_or_predicted(cfg, out_dir, source, model_path, head, dataset, predict):
+    """(probs, targets) of the model on `dataset`: saved by an earlier eval of the same model
+    file on the same images (annotation/prediction_cache.py), else predict() and saved."""
+    probs, targets, key, reused = cached_predictions(out_dir, source, model_path, head,
+                                                     cfg.precision, dataset, predict)
+    if reused:
+        log(f"predictions of {len(dataset):,} images reused from {cache_path(out_dir, source)} "
+            f"(same model file, same images)")
+    return probs, targets, key, reused
+
+
+def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_set, device):
+    """--predict: only the new images go through the model; their own sizes and, where they
+    are labelled, their own metrics. The training folder's predictions (saved by an earlier
+    eval, else computed once) only name the clusters where it has labels."""
+    probs, *_ = saved_or_predicted(cfg, out_dir, predict_set.folder, model_path, head,
+                                   predict_set,
+                                   lambda: predict_dataset(model, head, predict_set, cfg, device))
+    sizes = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+    results = {'step': cfg.step, 'model': model_path, 'predict': predict_set.folder,
+               'cluster_sizes': sizes.tolist(), 'notes': run_warnings(cfg.paths, cfg.step, 'note'),
+               'warnings': run_warnings(cfg.paths, cfg.step) + collapse_warnings(sizes)}
+    _, metrics = match_names(predict_set, probs)
+    results.update({k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami', 'acc_top5')
+                    if metrics and k in metrics})
+    matched = {}
+    if val_set.has_labels:
+        val_probs, *_ = saved_or_predicted(cfg, out_dir, 'val', model_path, head, val_set,
+                                           lambda: predict_val(model, head, val_set, cfg, device))
+        matched = match_names(val_set, val_probs)[0]
+    results['cluster_to_class'] = {str(k): v for k, v in matched.items()}
+    return results, probs
 
 
 def main(args):
@@ -285,16 +313,27 @@ def main(args):
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
-        probs, targets = predict_val(model, head, val_set, cfg, device)
-        if request:
-            export = prepare_annotation(request, cfg, device, model, head, model_path,
-                                        (val_set, probs), predict_set)
-        results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
-    path = os.path.join(out_dir, 'metrics.json')
-    with open(path, 'w') as f:
-        json.dump(results, f, indent=2)
+        if predict_set is not None:
+            results, probs = evaluate_new_images(cfg, out_dir, model_path, model, head, val_set,
+                                                 predict_set, device)
+            export = prepare_export(request, predict_set, probs, predict_set.folder, model_path)
+        else:
+            probs, targets, key, reused = saved_or_predicted(
+                cfg, out_dir, 'val', model_path, head, val_set,
+                lambda: predict_val(model, head, val_set, cfg, device))
+            if request:
+                export = prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val",
+                                        model_path)
+            # the same predictions give the same metrics and figures: kept, not redrawn
+            results = (reused and saved_metrics(out_dir, key)) or dict(evaluate_clustering(
+                cfg, model_path, out_dir, val_set, probs, targets, head), predictions_key=key)
+    if 'predict' not in results:  # the step's metrics.json stays that of its own images
+        path = os.path.join(out_dir, 'metrics.json')
+        with open(path, 'w') as f:
+            json.dump(results, f, indent=2)
     print_results(results)
-    log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
+    if 'predict' not in results:
+        log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
     if export:
         matched = {int(k): v for k, v in results.get('cluster_to_class', {}).items()}
         export.notes, export.warnings = results['notes'], run_warnings(cfg.paths, cfg.step)

@@ -17,7 +17,9 @@ THUMB_SIZE = 128  # longest side of a thumbnail, in pixels; smaller images are k
 SMALL_THUMB = 48  # thumbnails below this are shown enlarged with visible pixels
 MOST, LEAST, PAGE = 12, 6, 60  # per cluster: most and least confident shown, then pages of 60
 SHOWN_SKIPPED = 1000  # skipped files listed in the page (all of them are in summary.json)
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gallery.js')
+# written together as gallery.js: the gallery, then its local storage of pending edits
+SCRIPTS = [os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+           for name in ('gallery.js', 'gallery-storage.js')]
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 1.5em 1.5em; color: #222; }
@@ -118,5 +120,8 @@ def index_html(title, summary_lines, skipped, csv_name):
 
 
 def gallery_script():
-    with open(SCRIPT, encoding='utf-8') as f:
-        return f.read()
+    texts = []
+    for path in SCRIPTS:
+        with open(path, encoding='utf-8') as f:
+            texts.append(f.read())
+    return '\n'.join(texts)

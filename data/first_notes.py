@@ -15,28 +15,26 @@ PRETRAINED_HINT = ("a pretrained backbone groups by what images show: bash scrip
                    "FOLDER NUM_CLASSES --pretrained WEIGHTS (docs/first-folder.md)")
 
 
-def size_text(cfg):
+def size_text(cfg, median):
+    """'images of median size 320x240, resized to 36 px (shorter side) and cropped to 32x32'."""
     t = cfg.transformation_kwargs
-    resize = f", resized to {t.resize} px (shorter side) first" if t.resize and \
-        t.resize != t.crop_size else ''
-    return f"{t.crop_size}x{t.crop_size} px crops{resize}"
+    where = 'images' if median is None else f"images of median size {median[0]}x{median[1]}"
+    resize = f"resized to {t.resize} px (shorter side) and " if t.resize else ''
+    return f"{where}, {resize}cropped to {t.crop_size}x{t.crop_size}"
 
 
 def report_image_settings(cfg, backbone_was_auto):
     """Notes and warnings of step 1 (rank 0), kept in the pretext folder's warnings.json."""
     step_dir = cfg.paths.pretext_dir
     dataset = build_dataset(cfg, 'train') if cfg.train_db_name == 'folder' else None
-    where = '' if dataset is None else \
-        f" from images of median size {dataset.median_size[0]}x{dataset.median_size[1]}"
+    size = size_text(cfg, dataset.median_size if dataset is not None else None)
     if is_timm_backbone(cfg.backbone):
-        warn(step_dir, 'pretext', f"{size_text(cfg)}{where}, for the pretrained {cfg.backbone} "
-                                  f"(its own preprocessing where the config leaves it null)",
-             kind='note')
+        warn(step_dir, 'pretext', f"{size}, for the pretrained {cfg.backbone} (its own "
+                                  f"preprocessing where the config leaves it null)", kind='note')
     else:
         why = (f" (backbone: auto chooses it for {cfg.transformation_kwargs.crop_size} px crops: "
                f"a small CNN up to 32 px, ResNet-18 above)" if backbone_was_auto else '')
-        warn(step_dir, 'pretext', f"{size_text(cfg)}{where}; backbone {cfg.backbone}{why}",
-             kind='note')
+        warn(step_dir, 'pretext', f"{size}; backbone {cfg.backbone}{why}", kind='note')
     if dataset is None:
         return
     write_skipped_list(step_dir, dataset)

@@ -69,8 +69,9 @@ def test_step_one_says_size_backbone_and_from_scratch(unconfident):
     notes = read_warnings(unconfident.out, 'pretext')
     size = notes[0]
     assert size['kind'] == 'note'
-    assert '16x16 px crops from images of median size 12x12; backbone small (backbone: auto ' \
-           'chooses it for 16 px crops' in size['message']
+    assert size['message'].startswith('images of median size 12x12, resized to 16 px (shorter '
+                                      'side) and cropped to 16x16; backbone small (backbone: '
+                                      'auto chooses it for 16 px crops')
     scratch = notes[1]
     assert scratch['kind'] == 'warning'
     assert 'training from scratch on only 24 images' in scratch['message']
@@ -114,7 +115,7 @@ def test_eval_and_export_carry_the_warnings(unconfident, capsys):
     with open(os.path.join(out_dir, 'index.html'), encoding='utf-8') as f:
         page = f.read()
     assert 'Warning: training from scratch on only 24 images' in page
-    assert 'Note: 16x16 px crops from images of median size 12x12' in page
+    assert 'Note: images of median size 12x12, resized to 16 px' in page
     metrics = os.path.join(unconfident.out, 'selflabel', 'eval', 'metrics.json')
     with open(metrics, encoding='utf-8') as f:
         assert json.load(f)['warnings'] == results['warnings']
