@@ -24,6 +24,7 @@ from annotation.corrections import Corrections, match_corrections, read_rows
 from annotation.images import image_set, match_names
 from annotation.names import AnnotationError, default_names, names_yaml, read_names
 from annotation.outfolder import ExportFolder
+from annotation.prediction_cache import images_key, same_images_as_before
 from annotation.tables import csv_text
 from utils.plots import prototype_grid
 from utils.progress import progress
@@ -101,6 +102,7 @@ class Export:
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
         self.notes, self.warnings = [], []  # of the run that made the model (eval.py sets them)
+        self.images_key = images_key(images.dataset)
 
     def planned_files(self):
         files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME]
@@ -171,7 +173,11 @@ class Export:
             return Image.new('RGB', (gallery.THUMB_SIZE, gallery.THUMB_SIZE), (200, 200, 200))
 
     def _write_thumbnails(self, failed):
+        same_images = same_images_as_before(self.folder, self.images_key)
+
         def write_one(index):
+            if same_images and self.folder.keep(gallery.thumbnail_path(index)):
+                return  # an earlier export of these very images made it
             image = self._load(lambda i: self.images.load_thumbnail(i, gallery.THUMB_SIZE),
                                index, failed)
             self.folder.write(gallery.thumbnail_path(index), gallery.thumbnail_png(image))
@@ -245,7 +251,8 @@ class Export:
                    'num_images': len(self.images), 'names_file': self.names_file,
                    'clusters': clusters,
                    'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped],
-                   'notes': self.notes, 'warnings': self.all_warnings()}
+                   'notes': self.notes, 'warnings': self.all_warnings(),
+                   'images_key': self.images_key}
         if self.corrections.file:
             summary['corrections'] = {
                 'file': visible_text(self.corrections.file),

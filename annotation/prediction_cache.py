@@ -31,6 +31,23 @@ def images_identity(dataset):
     return identity
 
 
+def images_key(dataset):
+    """A digest of images_identity: the same images, unchanged, give the same key."""
+    return hashlib.sha256(json.dumps(images_identity(dataset)).encode('utf-8')).hexdigest()
+
+
+def same_images_as_before(folder, key):
+    """Whether the earlier export in `folder` (annotation.outfolder.ExportFolder), by its own
+    unchanged summary.json, was made of the images of `key`: its thumbnails can then stay."""
+    if not folder.is_ours('summary.json'):
+        return False
+    try:
+        with open(os.path.join(folder.path, 'summary.json'), encoding='utf-8') as f:
+            return json.load(f).get('images_key') == key
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def prediction_key(model_path, head, precision, dataset):
     text = json.dumps([file_digest(model_path), int(head), precision, images_identity(dataset)])
     return hashlib.sha256(text.encode('utf-8')).hexdigest()

@@ -87,9 +87,12 @@ def test_names_reexport_runs_no_model(trained, monkeypatch, capsys):
         monkeypatch.setattr(eval_script, name, refuse)
     names = root / 'names.yml'
     names.write_text('0: first\n1: second\n')
+    thumbs = sorted((root / 'export' / 'thumbs').iterdir())
+    before = [t.stat().st_mtime_ns for t in thumbs]
     results = run_eval(env, SCAN, '--annotate', str(root / 'export'), '--names', str(names),
                        '--opts', *opts)
     assert 'predictions of 18 images reused from ' in capsys.readouterr().out
+    assert len(thumbs) == 18 and [t.stat().st_mtime_ns for t in thumbs] == before  # kept
     assert results['cluster_sizes'] == first['cluster_sizes']
     with open(root / 'export' / 'annotations.csv', newline='', encoding='utf-8') as f:
         rows = list(csv.DictReader(f))
