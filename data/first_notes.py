@@ -6,6 +6,7 @@ import os
 from data import build_dataset
 from utils.checkpoint import atomic_write_text
 from utils.config import is_timm_backbone
+from utils.distributed import is_main_process
 from utils.run_warnings import warn
 from utils.text import plural, printable_path, printable_relpath
 
@@ -25,6 +26,8 @@ def size_text(cfg, median):
 
 def report_image_settings(cfg, backbone_was_auto):
     """Notes and warnings of step 1 (rank 0), kept in the pretext folder's warnings.json."""
+    if not is_main_process():
+        return
     step_dir = cfg.paths.pretext_dir
     dataset = build_dataset(cfg, 'train') if cfg.train_db_name == 'folder' else None
     size = size_text(cfg, dataset.median_size if dataset is not None else None)
