@@ -3,16 +3,21 @@
     python eval.py --config_env configs/env.yml --config_exp configs/scan/scan_digits.yml
     python eval.py ... --annotate OUTDIR [--names NAMES.yml] [--corrections CORRECTIONS.csv]
                        [--predict FOLDER] [--force]
+                       [--naming-model NAME [--naming-weights hub|PATH] [--vocabulary FILE]
+                        [--naming-images N]]
 
 The model defaults to the output of the config's own step. Pretext model: weighted kNN accuracy
 and k-means on the L2-normalised features (fit on train, scored on val/test). SCAN or self-label
 model: Hungarian ACC, NMI, ARI, AMI, top-5, per-class precision/recall, confusion_matrix.png,
-prototypes.png, all in <step dir>/eval/ with metrics.json.
+prototypes.png (the original's: one image per cluster), most_confident.png (a row of the most
+confident images per cluster), all in <step dir>/eval/ with metrics.json. A pretext model also
+gets the original's top-1/5/20 neighbour accuracy within the val split.
 
 --annotate OUTDIR (SCAN or self-label model) also exports, for the images of the val split (for a
 folder: all its images) or, with --predict FOLDER, for the images of FOLDER, a CSV, a gallery in
 which to name and correct the clusters, grids, names.yml and summary.json (annotation/export.py),
-with the names of --names and the corrections of --corrections applied.
+with the names of --names and the corrections of --corrections applied. --naming-model names the
+clusters with a CLIP model (annotation/naming.py; docs/naming.md).
 """
 import json
 import os
@@ -25,8 +30,10 @@ from annotation.class_folders import check_destination, export_class_folders
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
 from annotation.images import match_names
-from annotation.prediction_cache import cache_path, cached_predictions, saved_metrics
-from data import build_dataset
+from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
+from annotation.prediction_cache import (cache_path, load_predictions, prediction_key,
+                                         save_predictions, saved_metrics)
+from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
                                 split_features)
@@ -37,18 +44,21 @@ from models import ContrastiveModel, build_backbone
 from models.heads import heads_on_features
 from models.loading import load_contrastive_weights, load_trained_clustering_model, require
 from models.original import read_model_file
-from utils.checkpoint import load_state_dict_strict
+from utils.checkpoint import atomic_write_text, load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
 from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
-from utils.mining import neighbor_accuracy
-from utils.plots import confusion_matrix_figure, prototype_grid
+from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
+from utils.outputs import protect
+from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
+from utils.prototypes import original_prototypes
 from utils.run_warnings import collapse_warnings, run_warnings
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
+NAMING_CACHE = 'naming-cache'  # <root_dir>/naming-cache: text embeddings of vocabularies
 
 
 def pretext_features(cfg, model_path, device):
@@ -86,23 +96,30 @@ def evaluate_pretext(cfg, model_path, device):
     results = {'step': 'pretext', 'model': model_path}
     if not bool((val_t >= 0).any()):
         return results
-    results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, cfg.num_classes)
+    # num_classes=auto: K is chosen in step 2; the pretext k-means uses the labels' classes
+    classes = int(val_t.max()) + 1 if cfg.num_classes == 'auto' else cfg.num_classes
+    results['knn_acc'] = weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=cfg.knn_k,
+                                               temperature=cfg.criterion_kwargs.temperature,
+                                               exclude_self=val_is_train(cfg))
+    # the original's judgement of a pretext model: neighbours mined within the val split
+    results['val_neighbor_acc'] = {f'top{k}': acc for k, acc in
+                                   neighbor_accuracies(val_f, val_t.cpu().numpy()).items()}
     # k-means as the paper's baseline: normalised features, fit on train, scored on val/test.
     train_np = torch.nn.functional.normalize(train_f, dim=1).cpu().numpy()
     val_np = torch.nn.functional.normalize(val_f, dim=1).cpu().numpy()
-    kmeans = KMeans(n_clusters=cfg.num_classes, n_init=10, random_state=cfg.seed).fit(train_np)
-    metrics = cluster_metrics(kmeans.predict(val_np), val_t.cpu().numpy(), cfg.num_classes)
+    kmeans = KMeans(n_clusters=classes, n_init=10, random_state=cfg.seed).fit(train_np)
+    metrics = cluster_metrics(kmeans.predict(val_np), val_t.cpu().numpy(), classes)
     results['kmeans'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')}
     if os.path.isfile(cfg.paths.topk_neighbors_train_path):
         results['neighbor_acc_train'] = neighbor_accuracy(
-            np.load(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
+            read_neighbors(cfg.paths.topk_neighbors_train_path), train_t.cpu().numpy())
     return results
 
 
 def cluster_order(mapping, num_clusters):
     """Clusters sorted by the class they match; unmatched clusters last."""
-    matched = sorted((c, k) for k, c in mapping.items() if c >= 0)
-    return [k for _, k in matched] + [k for k in range(num_clusters) if mapping[k] < 0]
+    matched = sorted((c, k) for k, c in mapping.items() if c >= 0 and k < num_clusters)
+    return [k for _, k in matched] + [k for k in range(num_clusters) if mapping.get(k, -1) < 0]
 
 
 def load_clustering_model(path, backbone, device):
@@ -115,24 +132,27 @@ def load_clustering_model(path, backbone, device):
     return model.to(device), head
 
 
-def predict_dataset(model, head, dataset, cfg, device):
-    """(probabilities N x clusters of the chosen head, targets) under the validation transform."""
+def predict_dataset(model, head, dataset, cfg, device, with_features=False):
+    """(probabilities N x clusters of the chosen head, targets[, backbone features]) under the
+    validation transform."""
     predictions = predict_clusters(model, make_eval_loader(cfg, dataset, device), device)
-    return predictions['probs'][head], predictions['targets']
+    found = predictions['probs'][head], predictions['targets']
+    return found + (predictions['features'],) if with_features else found
 
 
 def predict_val(model, head, val_set, cfg, device):
-    """(probabilities of `head`, targets) on the val split: from the features of a frozen
-    backbone that the steps cached, where they are this model's; else by running the model."""
+    """(probabilities of `head`, targets, backbone features) on the val split: from the
+    features of a frozen backbone that the steps cached, where they are this model's; else by
+    running the model."""
     features = cached_val_features(cfg, model.backbone, val_set, device)
     if features is None:
-        return predict_dataset(model, head, val_set, cfg, device)
+        return predict_dataset(model, head, val_set, cfg, device, with_features=True)
     heads = prepare_model(heads_on_features(model), device)
     predictions = predict_clusters(heads, cached_eval_loader(cfg, features), device)
-    return predictions['probs'][head], predictions['targets']
+    return predictions['probs'][head], predictions['targets'], predictions['features']
 
 
-def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head):
+def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head, features):
     """Metrics and figures of a clustering model from its predictions on the val split."""
     clusters = probs.argmax(axis=1)
     num_clusters = probs.shape[1]
@@ -142,7 +162,7 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
     if val_set.has_labels:
         classes = val_set.classes or [str(c) for c in range(cfg.num_classes)]
         metrics = cluster_metrics(clusters, targets, len(classes), probs=probs)
-        mapping = metrics.pop('mapping')
+        mapping = {k: c for k, c in metrics.pop('mapping').items() if k < num_clusters}
         results.update(metrics)
         matched = np.array([mapping[k] for k in clusters])
         known = targets >= 0
@@ -160,18 +180,30 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head)
                                 f"{cfg.step} on {cfg.val_db_name}: ACC {metrics['acc']:.3f}")
         results['figures'] = [path]
         results['cluster_order'] = order
+    order = results.get('cluster_order', range(num_clusters))
+    val_set.transform = None  # the figures show the images themselves
     path = os.path.join(out_dir, 'prototypes.png')
-    write_prototypes(val_set, probs, names, results.get('cluster_order', range(num_clusters)),
-                     path, f"most confident images per cluster ({cfg.step})")
-    results.setdefault('figures', []).append(path)
+    write_original_prototypes(val_set, probs, features, names, order, path,
+                              f"prototype of each cluster ({cfg.step})")
+    grid = os.path.join(out_dir, 'most_confident.png')
+    write_confident_grid(val_set, probs, names, order, grid,
+                         f"most confident images per cluster ({cfg.step})")
+    results.setdefault('figures', []).extend([path, grid])
     results['notes'] = run_warnings(cfg.paths, cfg.step, kind='note')
     results['warnings'] = run_warnings(cfg.paths, cfg.step) \
         + collapse_warnings(results['cluster_sizes'])
     return results
 
 
-def write_prototypes(dataset, probs, names, order, path, title):
-    dataset.transform = None
+def write_original_prototypes(dataset, probs, features, names, order, path, title):
+    """The original's `prototypes` figure: one image per cluster (utils/prototypes.py)."""
+    prototypes = original_prototypes(probs, features)
+    images = [np.asarray(dataset.load_image(prototypes[k])) if k in prototypes else None
+              for k in order]
+    one_per_cluster_figure(images, [f"{k}: {names[k]}" for k in order], path, title)
+
+
+def write_confident_grid(dataset, probs, names, order, path, title):
     clusters = probs.argmax(axis=1)
     rows, titles = [], []
     for k in order:
@@ -185,6 +217,9 @@ def write_prototypes(dataset, probs, names, order, path, title):
 def print_results(results):
     if results['step'] == 'pretext':
         km = results.get('kmeans')
+        for name, acc in results.get('val_neighbor_acc', {}).items():  # the original's lines
+            log(f"Accuracy of {name.replace('top', 'top-')} nearest neighbors on validation set "
+                f"is {100 * acc:.2f}")
         if km:
             log(f"pretext: kNN acc {results['knn_acc']:.4f}; k-means ACC {km['acc']:.4f} "
                 f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f} AMI {km['ami']:.4f}", 'green')
@@ -225,17 +260,35 @@ def get_eval_parser():
     parser.add_argument('--force', action='store_true',
                         help='with --annotate: write into a folder that holds other files, '
                              'beside them (a file of the same name as ours is never replaced)')
+    parser.add_argument('--naming-model', default=None, metavar='NAME',
+                        help='with --annotate: suggest cluster names with this open_clip model '
+                             '(e.g. ViT-B-32, ViT-L-14:laion2b_s32b_b82k, or an open_clip '
+                             'model config .json); see docs/naming.md')
+    parser.add_argument('--naming-weights', default=None, metavar='hub|PATH',
+                        help="the naming model's weights: 'hub' (Hugging Face, cached; the "
+                             "default) or a local open_clip checkpoint or .safetensors file")
+    parser.add_argument('--vocabulary', default=None, metavar='FILE',
+                        help='with --naming-model: the names to choose from, one a line '
+                             '(default: the ImageNet-21k classes timm ships)')
+    parser.add_argument('--naming-images', type=int, default=IMAGES_PER_CLUSTER, metavar='N',
+                        help='with --naming-model: embed the N most confident images of each '
+                             f'cluster (default {IMAGES_PER_CLUSTER}; 0: all of them)')
     return parser
 
 
 def annotation_request(args, cfg):
     """--annotate and its options, checked before any model runs."""
-    if (args.names or args.predict or args.corrections or args.force or args.export_folders
-            or args.copy_images) and not args.annotate:
-        raise AnnotationError("--names, --corrections, --predict, --export-folders and --force "
-                              "go with --annotate OUTDIR (where the results are written)")
+    if (args.names or args.predict or args.corrections or args.force or args.naming_model
+            or args.export_folders or args.copy_images) and not args.annotate:
+        raise AnnotationError("--names, --corrections, --predict, --force, --naming-model and "
+                              "--export-folders go with --annotate OUTDIR (where the results "
+                              "are written)")
     if args.copy_images and not args.export_folders:
         raise AnnotationError("--copy-images goes with --export-folders DIR")
+    if (args.naming_weights or args.vocabulary or args.naming_images != IMAGES_PER_CLUSTER) \
+            and not args.naming_model:
+        raise AnnotationError("--naming-weights, --vocabulary and --naming-images go with "
+                              "--naming-model NAME")
     if not args.annotate:
         return None
     if cfg.step == 'pretext':
@@ -243,8 +296,10 @@ def annotation_request(args, cfg):
             f"{args.config_exp} is a pretext (SimCLR) step: its model has no clusters to "
             f"annotate. Run scan.py (and selflabel.py), then pass configs/scan/... or "
             f"configs/selflabel/... with the same --opts")
+    naming = naming_request(args.naming_model, args.naming_weights, args.vocabulary,
+                            args.naming_images) if args.naming_model else None
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
-                            tuple(f for f in (cfg.folder, args.predict) if f))
+                            tuple(f for f in (cfg.folder, args.predict) if f), naming)
     check_request(request)
     if args.export_folders:
         check_destination(args.export_folders, request.image_folders)
@@ -270,6 +325,23 @@ def saved_or_predicted(cfg, out_dir, source, model_path, head, dataset, predict)
     return probs, targets, key, reused
 
 
+def saved_val_results(cfg, out_dir, model_path, model, head, val_set, device):
+    """(results or None, probs, targets, features or None, key) on the val split. The same
+    model file on the same images: the saved predictions and the metrics and figures made from
+    them, nothing run or redrawn; otherwise the model runs and its predictions are saved."""
+    key = prediction_key(model_path, head, cfg.precision, val_set)
+    path = cache_path(out_dir, 'val')
+    saved = load_predictions(path, key)
+    results = saved_metrics(out_dir, key) if saved is not None else None
+    if results is not None:
+        log(f"predictions of {len(val_set):,} images reused from {path} (same model file, "
+            f"same images), with their metrics and figures")
+        return results, saved[0], saved[1], None, key
+    probs, targets, features = predict_val(model, head, val_set, cfg, device)
+    save_predictions(path, key, probs, targets)
+    return None, probs, targets, features, key
+
+
 def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_set, device):
     """--predict: only the new images go through the model; their own sizes and, where they
     are labelled, their own metrics. The training folder's predictions (saved by an earlier
@@ -286,8 +358,9 @@ def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_
                     if metrics and k in metrics})
     matched = {}
     if val_set.has_labels:
-        val_probs, *_ = saved_or_predicted(cfg, out_dir, 'val', model_path, head, val_set,
-                                           lambda: predict_val(model, head, val_set, cfg, device))
+        val_probs, *_ = saved_or_predicted(
+            cfg, out_dir, 'val', model_path, head, val_set,
+            lambda: predict_val(model, head, val_set, cfg, device)[:2])
         matched = match_names(val_set, val_probs)[0]
     results['cluster_to_class'] = {str(k): v for k, v in matched.items()}
     return results, probs
@@ -301,6 +374,8 @@ def main(args):
     require(model_path, {'pretext': 'simclr.py', 'scan': 'scan.py',
                          'selflabel': 'selflabel.py'}[cfg.step])
     out_dir = cfg.paths[f'{cfg.step}_eval_dir']
+    if args.predict:  # the new images get the protection of the config's folder
+        protect(args.predict, 'the --predict folder')
     lock_run_folder(cfg, out_dir)
     check_fingerprint(cfg)  # the images step 1 saw
     use_training_transform(cfg, read_model_file(model_path).config, model_path)
@@ -309,6 +384,8 @@ def main(args):
         results = evaluate_pretext(cfg, model_path, device)
     else:
         model, head = load_clustering_model(model_path, cfg.backbone, device)
+        if cfg.num_classes == 'auto':  # the K that step 2 chose, in the model file
+            cfg.num_classes = model.cluster_head[0].out_features
         if args.names:  # the names and the new folder are checked before the predictions
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)
@@ -318,19 +395,20 @@ def main(args):
                                                  predict_set, device)
             export = prepare_export(request, predict_set, probs, predict_set.folder, model_path)
         else:
-            probs, targets, key, reused = saved_or_predicted(
-                cfg, out_dir, 'val', model_path, head, val_set,
-                lambda: predict_val(model, head, val_set, cfg, device))
+            results, probs, targets, features, key = saved_val_results(
+                cfg, out_dir, model_path, model, head, val_set, device)
             if request:
                 export = prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val",
                                         model_path)
-            # the same predictions give the same metrics and figures: kept, not redrawn
-            results = (reused and saved_metrics(out_dir, key)) or dict(evaluate_clustering(
-                cfg, model_path, out_dir, val_set, probs, targets, head), predictions_key=key)
+            if results is None:
+                results = dict(evaluate_clustering(cfg, model_path, out_dir, val_set, probs,
+                                                   targets, head, features), predictions_key=key)
+        if export is not None and request.naming:
+            suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
+                          device, report=log)
     if 'predict' not in results:  # the step's metrics.json stays that of its own images
         path = os.path.join(out_dir, 'metrics.json')
-        with open(path, 'w') as f:
-            json.dump(results, f, indent=2)
+        atomic_write_text(path, json.dumps(results, indent=2))
     print_results(results)
     if 'predict' not in results:
         log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))

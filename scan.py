@@ -8,8 +8,8 @@ lowest-loss head over the run, chosen on the validation neighbours, never by acc
 """
 import time
 
-import numpy as np
 import torch
+from easydict import EasyDict
 
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
@@ -20,12 +20,15 @@ from data.settings import complete_image_settings
 from losses import SCANLoss, lowest_loss_head, scan_head_losses
 from models.heads import heads_on_features
 from models.loading import clustering_model_from_pretext, require
+from models.original import read_model_file
 from utils.checkpoint import atomic_save
 from utils.config import ConfigError
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
+from utils.k_selection import resolve_auto_num_classes
 from utils.metrics import labelled_metrics
+from utils.mining import read_neighbors
 from utils.progress import progress
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, input_digests,
@@ -85,14 +88,23 @@ def evaluate(model, val_loader, val_neighbors, cfg, device):
 def load_neighbors(cfg):
     for path in (cfg.paths.topk_neighbors_train_path, cfg.paths.topk_neighbors_val_path):
         require(path, 'simclr.py')
-    train = np.load(cfg.paths.topk_neighbors_train_path)
+    train = read_neighbors(cfg.paths.topk_neighbors_train_path)
     mined = train.shape[1] - 1  # column 0 is the anchor itself
     if cfg.num_neighbors > mined:
         raise ConfigError(f"{cfg.config_files['exp']}: num_neighbors={cfg.num_neighbors}, but "
                           f"step 1 mined {mined} per image ({cfg.paths.topk_neighbors_train_path})"
                           f": lower it to {mined} or less, or rerun simclr.py with --opts "
                           f"num_neighbors={cfg.num_neighbors} (it only mines again)")
-    return train, np.load(cfg.paths.topk_neighbors_val_path)
+    return train, read_neighbors(cfg.paths.topk_neighbors_val_path)
+
+
+def step1_train_features(cfg, device):
+    """Step 1's features of the train images, those its neighbours were mined on."""
+    from eval import pretext_features  # the same features eval.py scores
+    saved = read_model_file(cfg.paths.pretext_model).config or {}
+    step1 = EasyDict({**cfg, 'setup': saved.get('setup', 'simclr'),
+                      'model_kwargs': saved.get('model_kwargs', cfg.model_kwargs)})
+    return pretext_features(step1, cfg.paths.pretext_model, device)[0].cpu().numpy()
 
 
 def main(args):
@@ -101,6 +113,8 @@ def main(args):
     lock_run_folder(cfg, cfg.paths.scan_dir)
     train_neighbors, val_neighbors = load_neighbors(cfg)
     check_fingerprint(cfg)  # the neighbours point at the images step 1 saw
+    if cfg.num_classes == 'auto':  # K from step 1's features; saved with the model's config
+        resolve_auto_num_classes(cfg, step1_train_features(cfg, device), write=is_main_process())
     model = prepare_model(clustering_model_from_pretext(cfg), device)
     if cfg.update_cluster_head_only:
         model.freeze_backbone()

@@ -23,6 +23,7 @@ from models.heads import heads_on_features
 from models.loading import clustering_model_from_scan
 from utils.checkpoint import atomic_save
 from utils.device import autocast, prepare_model, to_device
+from utils.ema import ShadowEMA
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
 from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics, non_empty_clusters
@@ -71,6 +72,19 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch, hea
             'max_confidence': round(top.item(), 4)}
 
 
+def build_ema(cfg, model, state):
+    """use_ema: the original's shadow loaded into the model after every step (made after a
+    resume, from the model as restored), or with `ema_method: averaged` torch's AveragedModel."""
+    if not cfg.use_ema:
+        return None
+    if cfg.ema_method == 'original':
+        return ShadowEMA(model, cfg.ema_alpha)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_alpha), use_buffers=True)
+    if state is not None:
+        ema.load_state_dict(state['ema'])
+    return ema
+
+
 def main(args):
     cfg, device = start_run(args, 'selflabel')
     complete_image_settings(cfg)
@@ -88,8 +102,6 @@ def main(args):
         train_loader = make_train_loader(cfg, build_dataset(cfg, 'train'), 'selflabel', device)
         val_loader = make_eval_loader(cfg, build_dataset(cfg, 'val'), device)
     ddp_model = wrap_ddp(trained, device, cfg)
-    ema = (AveragedModel(trained, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_alpha),
-                         use_buffers=True) if cfg.use_ema else None)
     optimizer = build_optimizer(cfg, [p for p in ddp_model.parameters() if p.requires_grad])
     scheduler = build_scheduler(cfg, optimizer)
     criterion = ConfidenceBasedCE(cfg.confidence_threshold,
@@ -102,14 +114,14 @@ def main(args):
     run_log.start(state)  # the log holds exactly the checkpoint's epochs
     if state is not None:
         start_epoch = restore_checkpoint(state, trained, optimizer, scheduler)
-        if ema is not None:
-            ema.load_state_dict(state['ema'])
         log(f"resuming from {cfg.paths.selflabel_checkpoint} at epoch {start_epoch}", 'yellow')
+    ema = build_ema(cfg, trained, state)
 
     # An epoch in which no batch had a confident sample steps the schedule without an optimizer
     # step; that is intended (the schedule is per epoch), so torch's warning is noise here.
     warnings.filterwarnings('ignore', message=r'Detected call of `lr_scheduler.step\(\)`')
-    final = ema.module if ema is not None else trained
+    averaged = isinstance(ema, AveragedModel)
+    final = ema.module if averaged else trained  # the original's EMA lives in the model itself
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(epoch_seed(cfg, epoch))
         set_loader_epoch(train_loader, epoch)
@@ -125,7 +137,7 @@ def main(args):
             metrics = labelled_metrics(predictions['probs'][0], predictions['targets'],
                                        cfg.num_classes)
             record.update({f'val_{k}': v for k, v in (metrics or {}).items()})
-        extra = {'ema': ema.state_dict()} if ema is not None else {}
+        extra = {'ema': ema.state_dict()} if averaged else {}
         run_log.write(record)
         report_epoch(record, cfg.confidence_threshold)
         save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, trained, optimizer,

@@ -8,10 +8,9 @@ model.pth.tar, topk-train-neighbors.npy, topk-val-neighbors.npy, log.jsonl.
 import os
 import time
 
-import numpy as np
 import torch
 
-from data import build_dataset
+from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader, make_train_loader
 from data.feature_cache import backbone_fingerprint, split_features
 from data.first_notes import report_image_settings
@@ -21,7 +20,7 @@ from data.settings import complete_image_settings
 from losses import SimCLRLoss
 from models import ContrastiveModel, build_backbone
 from models.timm_backbone import pretrained_timm_backbone
-from utils.checkpoint import atomic_save, atomic_write, load, load_state_dict_strict
+from utils.checkpoint import atomic_save, atomic_save_array, load, load_state_dict_strict
 from utils.config import is_timm_backbone
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp
@@ -97,13 +96,17 @@ def train_pretext(cfg, model, device):
 
 
 def knn_monitor(model, datasets, cfg, device):
-    """Weighted kNN accuracy of val images against train features, where labels exist."""
+    """Weighted kNN accuracy of val images against train features, where labels exist: the
+    original's K (knn_k: 100) and the loss's temperature; on a folder (val = train) a query does not
+    vote for itself."""
     train_set, val_set = datasets
     if not (train_set.has_labels and val_set.has_labels):
         return None
     train_f, train_t = embed(model, train_set, cfg, device, 'kNN bank')
     val_f, val_t = embed(model, val_set, cfg, device, 'kNN query')
-    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, cfg.num_classes)
+    return weighted_knn_accuracy(train_f, train_t, val_f, val_t, k=cfg.knn_k,
+                                 temperature=cfg.criterion_kwargs.temperature,
+                                 exclude_self=val_is_train(cfg))
 
 
 def convert_moco_state_dict(state_dict):
@@ -140,7 +143,7 @@ def mine_split(cfg, split, features, targets):
     indices = mine_nearest_neighbors(features, k, cfg.mining_index,
                                      cfg.mining_ivf_kwargs.nlist, cfg.mining_ivf_kwargs.nprobe)
     accuracy = neighbor_accuracy(indices, targets.cpu().numpy())
-    atomic_write(path, lambda f: np.save(f, indices), suffix='.npy')
+    atomic_save_array(path, indices)
     shown = 'n/a (no labels)' if accuracy is None else f"{accuracy:.4f}"
     log(f"top-{k} neighbours of {len(indices)} {split} images mined in "
         f"{time.time() - started:.1f}s; neighbour accuracy {shown}; saved {path}", 'green')

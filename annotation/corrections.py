@@ -12,12 +12,15 @@ image goes to its `to` cluster, then every image of a merged cluster (moved ther
 the cluster it was merged into, following chains (3 into 5, 5 into 7: 3 ends in 7).
 """
 import csv
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from annotation.names import AnnotationError
 from annotation.tables import from_cell
+from utils.text import ascii_number, excerpt
+from utils.user_files import read_user_file
 
 HEADER = ('id', 'path', 'from', 'to')
 REQUIRED = ('path', 'from', 'to')
@@ -61,8 +64,9 @@ class Corrections:
 
 def read_rows(path):
     """The rows of a corrections file, checked for form only (before any model runs)."""
+    data = read_user_file(path, 'corrections file', AnnotationError)
     try:
-        with open(path, newline='', encoding='utf-8-sig') as f:
+        with io.StringIO(data.decode('utf-8-sig'), newline='') as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
             missing = [c for c in REQUIRED if c not in header]
@@ -81,8 +85,6 @@ def read_rows(path):
                 rows.append(Row(reader.line_num, cell('id').strip(), from_cell(cell('path')),
                                 cell('from').strip(), cell('to').strip()))
             return rows
-    except FileNotFoundError as e:
-        raise AnnotationError(f"corrections file not found: {path}") from e
     except UnicodeDecodeError as e:
         raise AnnotationError(f"{path}: not a corrections file (not UTF-8 text)") from e
     except csv.Error as e:
@@ -103,15 +105,16 @@ class _Matcher:
         raise AnnotationError(f"{self.file}, line {row.line}: {message}")
 
     def cluster(self, row, text, column):
-        if not text.isdigit() or not 0 <= int(text) < self.num_clusters:
+        cluster = ascii_number(text)  # ASCII digits only: '²'.isdigit() but int('²') fails
+        if cluster is None or not cluster < self.num_clusters:
             self.fail(row, f"`{column}` must be a cluster of the model (0 to "
-                           f"{self.num_clusters - 1}), got {text!r}")
-        return int(text)
+                           f"{self.num_clusters - 1}), got {excerpt(text)}")
+        return cluster
 
     def image(self, row):
         if row.id:
-            if not row.id.isdigit() or int(row.id) >= len(self.paths):
-                self.fail(row, f"no image has id {row.id!r} in this export (ids 0 to "
+            if ascii_number(row.id) is None or int(row.id) >= len(self.paths):
+                self.fail(row, f"no image has id {excerpt(row.id)} in this export (ids 0 to "
                                f"{len(self.paths) - 1})")
             index = int(row.id)
             if self.paths[index] != row.path:

@@ -22,6 +22,7 @@ from PIL import Image
 from annotation import gallery
 from annotation.corrections import Corrections, match_corrections, read_rows
 from annotation.images import image_set, match_names
+from annotation.naming import suggestions_json
 from annotation.names import AnnotationError, default_names, names_yaml, read_names
 from annotation.outfolder import ExportFolder
 from annotation.prediction_cache import images_key, same_images_as_before
@@ -36,6 +37,7 @@ NAMES_NAME = 'names.yml'
 SUMMARY_NAME = 'summary.json'
 GRID_COLUMNS = 8
 GRID_ROWS = 2
+GRID_TITLE_CHARS = 80
 THREADS = min(4, os.cpu_count() or 1)  # PIL decodes and encodes without the GIL
 
 __all__ = ['AnnotationError', 'ExportRequest', 'check_request', 'prepare_export', 'read_names',
@@ -49,6 +51,7 @@ class ExportRequest:
     corrections_file: str = None  # --corrections
     force: bool = False           # --force: write beside files that are not ours
     image_folders: tuple = ()     # where nothing is ever written or removed
+    naming: object = None         # --naming-model: annotation.naming.NamingRequest
 
 
 def check_request(request):
@@ -83,16 +86,22 @@ def prepare_export(request, dataset, probs, source, model_path):
     names_file = request.names_file or kept_names
     user_names = read_names(names_file, num_clusters) if names_file else {}
     export = Export(folder, images, probs, model_path, corrections, clusters, corrected,
-                    names_file, user_names, write_names=kept_names is None)
+                    names_file, user_names, write_names=kept_names is None,
+                    naming=request.naming is not None)
     folder.check_plan(export.planned_files())
     return export
+
+
+def shortened(name, limit=GRID_TITLE_CHARS):
+    """A name as a grid's title shows it: a very long one is cut (matplotlib would draw it all)."""
+    return name if len(name) <= limit else name[:limit - 1] + '…'
 
 
 class Export:
     """A checked export: write() writes it."""
 
     def __init__(self, folder, images, probs, model_path, corrections, clusters, corrected,
-                 names_file, user_names, write_names):
+                 names_file, user_names, write_names, naming=False):
         self.folder, self.images, self.probs = folder, images, probs
         self.model_path, self.corrections = visible_text(model_path), corrections
         self.clusters, self.corrected = clusters, corrected
@@ -103,10 +112,12 @@ class Export:
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
         self.notes, self.warnings = [], []  # of the run that made the model (eval.py sets them)
         self.images_key = images_key(images.dataset)
+        self.naming, self.suggestions, self.naming_info = naming, {}, None
 
     def planned_files(self):
         files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME]
         files += [NAMES_NAME] if self.write_names else []
+        files += [gallery.NAMING_SCRIPT] if self.naming else []
         files += [gallery.thumbnail_path(i) for i in range(len(self.images))]
         return files + [self._grid_path(k) for k in self.kept if self.sizes[k]]
 
@@ -120,7 +131,8 @@ class Export:
         path."""
         own, metrics = match_names(self.images.dataset, self.probs)
         names = default_names(self.num_clusters, own or matched_names)
-        names.update(self.user_names)
+        names.update({k: s.chosen for k, s in self.suggestions.items()})
+        names.update(self.user_names)  # the user's names always win
         self.names = names  # for --export-folders
         try:
             return self._write_files(names, metrics)
@@ -147,6 +159,15 @@ class Export:
         return csv_path
 
     # ---------------------------------------------------------------------------- files
+
+    def naming_members(self):
+        """{cluster: its images, most confident first} of the non-empty clusters shown."""
+        return {k: ranked_members(self.probs, self.clusters, k) for k in self.kept
+                if self.sizes[k]}
+
+    def set_suggestions(self, suggestions, info):
+        """Names suggested per cluster (annotation.naming), and how they were made."""
+        self.suggestions, self.naming_info = suggestions, info
 
     def confidences(self):
         """Per image, the model's probability of the cluster it is in (after corrections)."""
@@ -195,7 +216,7 @@ class Export:
                 continue
             images = [np.asarray(self._load(self.images.load, int(i), failed)) for i in members]
             rows = [images[r:r + GRID_COLUMNS] for r in range(0, len(images), GRID_COLUMNS)]
-            titles = [f"{k}: {names[k]}\n(n={self.sizes[k]})"] + [''] * (len(rows) - 1)
+            titles = [f"{k}: {shortened(names[k])}\n(n={self.sizes[k]})"] + [''] * (len(rows) - 1)
             buffer = io.BytesIO()
             prototype_grid(rows, titles, buffer)
             grids[k] = self._grid_path(k)
@@ -228,13 +249,18 @@ class Export:
         model_sizes = np.bincount(self.probs.argmax(axis=1), minlength=self.num_clusters)
         clusters = [{'name': names[k], 'size': int(self.sizes[k]), 'grid': grids.get(k, ''),
                      'model_size': int(model_sizes[k])} for k in range(self.num_clusters)]
+        for k, suggestions in self.suggestions.items():
+            clusters[k]['suggestions'] = suggestions_json(suggestions)
         data = gallery.gallery_data(self.images, self.folder.path, self.probs.argmax(axis=1),
                                     self.probs.max(axis=1), clusters, self.corrections)
         self.folder.write_text('gallery-data.js', gallery.data_script(data))
         self.folder.write_text('gallery.js', gallery.gallery_script())
+        if self.naming:
+            self.folder.write_text(gallery.NAMING_SCRIPT, gallery.naming_script())
         self.folder.write_text('index.html', gallery.index_html(
             f"Clusters of {self.images.source}", self._summary_lines(metrics),
-            self.images.skipped, CSV_NAME))
+            self.images.skipped, CSV_NAME,
+            scripts=[gallery.NAMING_SCRIPT] if self.naming else []))
 
     def _summary(self, names, metrics, failed):
         model_sizes = np.bincount(self.probs.argmax(axis=1), minlength=self.num_clusters)
@@ -246,6 +272,9 @@ class Export:
             if k in self.corrections.merges:
                 entry['merged_into'] = self.corrections.final_cluster(k)
                 entry['model_size'] = int(model_sizes[k])
+            if k in self.suggestions:
+                entry['suggested_name'] = self.suggestions[k].chosen
+                entry['suggestions'] = suggestions_json(self.suggestions[k])
             clusters.append(entry)
         summary = {'images': self.images.source, 'model': self.model_path,
                    'num_images': len(self.images), 'names_file': self.names_file,
@@ -261,6 +290,8 @@ class Export:
                                      'images': int(merged_sizes[k])}
                                     for k in sorted(self.corrections.merges)],
                 'corrected_images': int(self.corrected.sum())}
+        if self.naming_info:
+            summary['naming'] = self.naming_info
         if metrics:
             summary['metrics'] = {k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami')
                                   if k in metrics}

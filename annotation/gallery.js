@@ -88,6 +88,8 @@
     return counts;
   }
 
+  // A select with no cluster left to choose (the last cluster: nothing to merge into) is
+  // disabled, with its button: an empty value must never read as cluster 0.
   function clusterOptions(select, exclude) {
     select.replaceChildren();
     for (let k = 0; k < K; k++) {
@@ -95,7 +97,17 @@
         select.append(el('option', {value: k}, clusterLabel(k)));
       }
     }
+    select.disabled = select.options.length === 0;
+    const button = select.closest('p') && select.closest('p').querySelector('button');
+    if (button) button.disabled = select.disabled;
   }
+
+  function chosenCluster(select) {
+    return select.value === '' ? null : Number(select.value);
+  }
+
+  // blank as eval.py reads it (utils/text.py: BLANK_CLASS): a blank name keeps the export's
+  const blank = new RegExp(`^${data.blank}*$`);
 
   // ------------------------------------------------------------------ thumbnails
   function thumbnail(id, note) {
@@ -182,13 +194,17 @@
     });
     node.append(el('h2', {}, `Cluster ${k} `, el('span', {class: 'note'}, sizeText)),
                 el('p', {}, el('label', {}, 'Name ', name)));
+    for (const hook of sectionHooks) hook(k, node);  // other scripts' additions (naming.js)
 
     const target = el('select', {'aria-label': `Cluster to merge cluster ${k} into`,
                                  'data-focus': `merge-target-${k}`});
     clusterOptions(target, k);
     const merge = el('button', {type: 'button', 'data-focus': `merge-${k}`}, 'Merge');
+    merge.disabled = target.disabled;
     merge.addEventListener('click', () => {
-      state.merges.set(k, Number(target.value));
+      const into = chosenCluster(target);
+      if (into === null || into === k) return;
+      state.merges.set(k, into);
       render(`unmerge-${k}`);  // the section goes: focus its line in "Merged clusters"
     });
     node.append(el('p', {class: 'merge'}, el('label', {}, 'Merge this cluster into ', target),
@@ -215,6 +231,16 @@
       node.append(el('p', {}, el('a', {href: data.clusters[k].grid}, 'prototype grid')));
     }
     return node;
+  }
+
+  // A name given by another script (a suggestion clicked): as if typed in the field.
+  function setName(k, text) {
+    state.names[k] = text;
+    state.edited[k] = true;
+    const field = document.querySelector(`#cluster-${k} input.name`);
+    if (field) field.value = text;
+    renderNav();
+    renderChanges();
   }
 
   // ------------------------------------------------------------------ the page
@@ -324,7 +350,8 @@
 
   // ------------------------------------------------------------------ actions
   function moveSelected() {
-    const to = Number(document.getElementById('move-target').value);
+    const to = chosenCluster(document.getElementById('move-target'));
+    if (to === null) return;
     for (const id of state.selected) {
       if (to === data.model[id]) state.moves.delete(id); else state.moves.set(id, to);
     }
@@ -356,7 +383,7 @@
     let text = data.names_header;
     for (let k = 0; k < K; k++) {
       // a blank field keeps the export's name: names are never empty
-      const name = state.names[k].trim() ? state.names[k] : data.clusters[k].name;
+      const name = blank.test(state.names[k]) ? data.clusters[k].name : state.names[k];
       text += `${k}: ${yamlString(name)}\n`;
     }
     return text;
@@ -403,6 +430,8 @@
     render();
   }
 
-  window.scanGallery = {state, namesYaml, correctionsCsv, yamlString, csvCell, render};
+  const sectionHooks = [];  // functions (cluster, section node) run as each section is built
+  window.scanGallery = {state, namesYaml, correctionsCsv, yamlString, csvCell, render,
+                        setName, sectionHooks, el};
   start();
 })();

@@ -12,11 +12,14 @@ import json
 import os
 
 from annotation.names import NAMES_HEADER
+from utils.text import BLANK_CLASS
 
 THUMB_SIZE = 128  # longest side of a thumbnail, in pixels; smaller images are kept as they are
 SMALL_THUMB = 48  # thumbnails below this are shown enlarged with visible pixels
 MOST, LEAST, PAGE = 12, 6, 60  # per cluster: most and least confident shown, then pages of 60
 SHOWN_SKIPPED = 1000  # skipped files listed in the page (all of them are in summary.json)
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gallery.js')
+NAMING_SCRIPT = 'naming.js'  # the suggested names' buttons (annotation/naming.js)
 # written together as gallery.js: the gallery, then its local storage of pending edits
 SCRIPTS = [os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
            for name in ('gallery.js', 'gallery-storage.js')]
@@ -71,6 +74,7 @@ def gallery_data(images, out_dir, model_clusters, confidences, clusters, correct
         'model': [int(c) for c in model_clusters],
         'confidence': [int(round(1000 * float(c))) for c in confidences],  # per mille
         'clusters': clusters,
+        'blank': BLANK_CLASS,
         'applied': {'moves': [[int(i), int(k)] for i, k in sorted(corrections.moves.items())],
                     'merges': [[int(k), int(j)] for k, j in sorted(corrections.merges.items())]},
         'most': MOST, 'least': LEAST, 'page': PAGE, 'small_thumb': SMALL_THUMB,
@@ -85,8 +89,9 @@ def data_script(data):
     return f'window.SCAN_GALLERY = {text};\n'
 
 
-def index_html(title, summary_lines, skipped, csv_name):
-    """The frame of the page; gallery.js fills in the clusters."""
+def index_html(title, summary_lines, skipped, csv_name, scripts=()):
+    """The frame of the page; gallery.js fills in the clusters (`scripts`, of our own, run
+    after it)."""
     e = html.escape
     body = [f'<h1>{e(title)}</h1>'] + [f'<p>{e(line)}</p>' for line in summary_lines]
     body.append(f'<p>Every image with its cluster: <a href="{e(csv_name)}">{e(csv_name)}</a></p>')
@@ -114,6 +119,7 @@ def index_html(title, summary_lines, skipped, csv_name):
         body.append(f'<section id="skipped"><h2>Skipped files ({len(skipped):,})</h2>'
                     f'<ul>{items}</ul>{more}</section>')
     body.append('<script src="gallery-data.js"></script>\n<script src="gallery.js"></script>')
+    body.extend(f'<script src="{e(script)}"></script>' for script in scripts)
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<title>{e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n'
             + '\n'.join(body) + '\n</body>\n</html>\n')
@@ -125,3 +131,8 @@ def gallery_script():
         with open(path, encoding='utf-8') as f:
             texts.append(f.read())
     return '\n'.join(texts)
+
+
+def naming_script():
+    with open(os.path.join(os.path.dirname(SCRIPT), NAMING_SCRIPT), encoding='utf-8') as f:
+        return f.read()

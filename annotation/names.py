@@ -4,12 +4,13 @@ Names come from a user's YAML file (cluster id -> name), else from the classes t
 matched to when labels exist, else 'cluster K'. The gallery's "Save names" writes the same
 format as write_names (gallery.js: yamlString mirrors yaml_string).
 """
-import os
 
 import yaml
 
+from utils.config import parse_yaml
 from utils.errors import UserError
-from utils.text import visible_text
+from utils.text import ascii_number, excerpt, is_blank, visible_text
+from utils.user_files import read_user_file
 
 NAMES_HEADER = ("# Cluster id: name. Edit the names (or delete lines), then pass this file with\n"
                 "# --names to eval.py --annotate; ids must be clusters of the model.\n")
@@ -62,23 +63,14 @@ def _cluster_id(key):
         return None
     if isinstance(key, int):
         return key
-    if isinstance(key, str) and key.strip().isdigit():
-        return int(key.strip())
+    if isinstance(key, str):
+        return ascii_number(key.strip())  # '²'.isdigit() is True, int('²') fails
     return None
 
 
 def _load_yaml(path):
-    if not os.path.isfile(path):
-        raise AnnotationError(f"names file not found: {path}")
-    try:
-        with open(path, encoding='utf-8-sig') as f:
-            return yaml.safe_load(f)
-    except UnicodeDecodeError as e:
-        raise AnnotationError(f"{path}: not a text file (byte {e.object[e.start]:#04x} at "
-                              f"offset {e.start} is not UTF-8 text): a names file is YAML "
-                              f"text") from e
-    except yaml.YAMLError as e:
-        raise AnnotationError(f"{path}: not valid YAML: {e}") from e
+    return parse_yaml(read_user_file(path, 'names file', AnnotationError), path, AnnotationError,
+                      'a names file is YAML text')
 
 
 def read_names(path, num_clusters):
@@ -95,13 +87,13 @@ def read_names(path, num_clusters):
     for key, value in content.items():
         cluster = _cluster_id(key)
         if cluster is None or not 0 <= cluster < num_clusters:
-            raise AnnotationError(f"{path}: unknown cluster id {key!r}: the model has clusters "
-                                  f"0 to {num_clusters - 1}")
+            raise AnnotationError(f"{path}: unknown cluster id {excerpt(key)}: the model has "
+                                  f"clusters 0 to {num_clusters - 1}")
         if cluster in names:
             raise AnnotationError(f"{path}: cluster {cluster} is named twice")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)) \
-                or not str(value).strip():
+                or is_blank(str(value)):
             raise AnnotationError(f"{path}: the name of cluster {cluster} must be non-empty "
-                                  f"text, got {value!r}")
+                                  f"text, got {excerpt(value)}")
         names[cluster] = visible_text(value)
     return names

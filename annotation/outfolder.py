@@ -7,21 +7,32 @@ earlier export that this one does not write again are removed if unchanged. Ever
 resolved first: nothing is followed out of the folder through a link, nothing inside an image
 folder is written or removed, and a file the user changed (an edited names.yml, a CSV saved
 from a spreadsheet) is never replaced.
+
+While an export writes, the manifest lists its planned files as pending, each with the hash of
+the file of ours that is there now (if any), and a journal (.scan-export.journal) gets the hash
+of each file just before it is renamed into place: after a kill or a full disk, a file there
+is ours only if it is one of those, so a names.yml edited afterwards is the user's.
 """
 import hashlib
 import json
 import os
 import re
 import tempfile
+import threading
 
 from annotation.names import AnnotationError
+from utils.checkpoint import UMASK
 from utils.lock import LOCK_NAME, is_lock_file, lock_output_folder, release_output_lock
+from utils.outputs import open_no_follow
 from utils.paths import file_digest, is_inside
 
 MANIFEST = '.scan-export.json'
+JOURNAL = '.scan-export.journal'
+JOURNAL_LIMIT = 64 << 20  # bytes read of a journal (a line per file: far more than any export)
 WRITTEN_BY = 'SCAN eval.py --annotate'
 # Only files named as exports name them are ever removed, whatever a manifest says.
 OUR_NAMES = re.compile(r'(annotations\.csv|index\.html|gallery\.js|gallery-data\.js|names\.yml'
+                       r'|naming\.js'
                        r'|summary\.json|thumbs/\d{7,}\.png|prototypes/cluster_\d{3,}\.png)')
 SHOWN = 5  # file names listed in a refusal
 # The temporary files of write() (tempfile.mkstemp: the prefix and 8 random characters), which
@@ -44,6 +55,7 @@ class ExportFolder:
         self.previous = previous  # {relative path: entry} of the earlier export here, or {}
         self.force = force
         self.written = {}  # {relative path: entry} of this export
+        self._journal, self._journal_lock = None, threading.Lock()
 
     @classmethod
     def open(cls, path, image_folders=(), force=False):
@@ -82,10 +94,29 @@ class ExportFolder:
             with open(os.path.join(path, MANIFEST), encoding='utf-8') as f:
                 manifest = json.load(f)
             if manifest.get('written_by') == WRITTEN_BY and isinstance(manifest['files'], dict):
-                return manifest['files']
+                return ExportFolder._add_journal(path, manifest['files'])
         except (OSError, ValueError, KeyError, AttributeError):
             pass
         return None
+
+    @staticmethod
+    def _add_journal(path, files):
+        """The files of a manifest, each pending one with the hashes that an interrupted
+        export was about to write there (its journal)."""
+        journal = os.path.join(path, JOURNAL)
+        if os.path.islink(journal) or not os.path.isfile(journal):
+            return files
+        with open(journal, encoding='utf-8', errors='replace') as f:
+            lines = f.read(JOURNAL_LIMIT).splitlines()
+        for line in lines:
+            try:
+                relative, size, digest = json.loads(line)
+            except (ValueError, TypeError):
+                continue  # a line cut short by the kill
+            entry = files.get(relative) if isinstance(relative, str) else None
+            if isinstance(entry, dict) and entry.get('pending'):
+                entry.setdefault('intended', []).append([size, digest])
+        return files
 
     # ------------------------------------------------------------------ what may be touched
 
@@ -111,10 +142,15 @@ class ExportFolder:
         entry = self.previous.get(relative)
         if not isinstance(entry, dict) or not os.path.isfile(path) or os.path.islink(path):
             return False
-        if entry.get('pending'):  # planned by an export that stopped before recording it
-            return True
-        return (os.path.getsize(path) == entry.get('size')
-                and file_digest(path) == entry.get('sha256'))
+        # pending: planned by an export that stopped before recording it; ours only if it is
+        # the file of ours that was there then or one that export wrote
+        known = [[entry.get('size'), entry.get('sha256')]] + (
+            entry.get('intended', []) if entry.get('pending') else [])
+        size = os.path.getsize(path)
+        if not any(isinstance(k, list) and len(k) == 2 and k[0] == size for k in known):
+            return False
+        digest = file_digest(path)
+        return any(k == [size, digest] for k in known)
 
     def is_ours(self, relative):
         """Whether the file `relative` is ours to replace or remove."""
@@ -162,24 +198,40 @@ class ExportFolder:
             os.makedirs(os.path.join(self.path, folder), exist_ok=True)
         planned_set = set(planned)
         stale = [p for p in self.previous if p not in planned_set and self.is_ours(p)]
-        pending = {p: {'pending': True} for p in list(planned) + stale}
-        self._write_manifest(pending)
+        self._write_manifest({p: self._pending(p) for p in list(planned) + stale})
+        self._journal = open_no_follow(os.path.join(self.path, JOURNAL),
+                                       os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
         for relative in stale:
             os.remove(os.path.join(self.path, relative))
 
+    def _pending(self, relative):
+        """The manifest entry of a file about to be written or removed: the size and hash of
+        the file of ours there now, if any."""
+        path = os.path.join(self.path, relative)
+        if not self.is_ours(relative):
+            return {'pending': True}
+        return {'pending': True, 'size': os.path.getsize(path), 'sha256': file_digest(path)}
+
     def write(self, relative, data):
         """Write bytes to a planned file (a temporary file renamed over it: a link in its place
-        is replaced, never followed) and record its size and hash."""
+        is replaced, never followed; the user's umask applies) and record its size and hash,
+        in the journal before the rename."""
         path = os.path.join(self.path, relative)
+        entry = {'size': len(data), 'sha256': hashlib.sha256(data).hexdigest()}
         fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.partial-')
         try:
+            os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp's 0600 is not the user's choice
             with os.fdopen(fd, 'wb') as f:
                 f.write(data)
+            if self._journal is not None:
+                line = json.dumps([relative, entry['size'], entry['sha256']]) + '\n'
+                with self._journal_lock:
+                    os.write(self._journal, line.encode('utf-8'))
             os.replace(temporary, path)
         except BaseException:
             os.unlink(temporary)
             raise
-        self.written[relative] = {'size': len(data), 'sha256': hashlib.sha256(data).hexdigest()}
+        self.written[relative] = entry
         return path
 
     def write_text(self, relative, text):
@@ -197,8 +249,16 @@ class ExportFolder:
     def finish(self):
         """The manifest of what this export wrote: the next export replaces only these."""
         self._write_manifest(self.written)
+        self._close_journal()
+        os.remove(os.path.join(self.path, JOURNAL))
+
+    def _close_journal(self):
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
 
     def release(self):
+        self._close_journal()
         release_output_lock(self.path)
 
     def _remove_partials(self):

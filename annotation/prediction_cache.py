@@ -61,7 +61,7 @@ def cache_path(eval_dir, source):
     return os.path.join(eval_dir, f'predictions-{digest}.npz')
 
 
-def load(path, key):
+def load_predictions(path, key):
     """(probs, targets) saved under `key`, or None."""
     if not os.path.isfile(path) or os.path.islink(path):
         return None
@@ -74,7 +74,7 @@ def load(path, key):
         return None
 
 
-def save(path, key, probs, targets):
+def save_predictions(path, key, probs, targets):
     buffer = io.BytesIO()
     np.savez(buffer, key=np.array(key), probs=np.asarray(probs, dtype=np.float32),
              targets=np.asarray(targets))
@@ -86,11 +86,11 @@ def cached_predictions(eval_dir, source, model_path, head, precision, dataset, p
     predict() (which returns (probs, targets)) then saved."""
     key = prediction_key(model_path, head, precision, dataset)
     path = cache_path(eval_dir, source)
-    saved = load(path, key)
+    saved = load_predictions(path, key)
     if saved is not None:
         return saved[0], saved[1], key, True
     probs, targets = predict()
-    save(path, key, probs, targets)
+    save_predictions(path, key, probs, targets)
     return probs, targets, key, False
 
 

@@ -9,6 +9,11 @@ import os
 SPLITS = ('pretext', 'train', 'val')
 
 
+def val_is_train(cfg):
+    """True where the 'val' split holds the very images of 'train', in the same order."""
+    return cfg.train_db_name == cfg.val_db_name == 'folder'
+
+
 def build_dataset(cfg, split, transform=None):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got '{split}'")

@@ -42,7 +42,8 @@ def _translate_y(img, v):
     return _affine(img, (1, 0, 0, 0, 1, v * img.size[1]))
 
 
-# (name, op(img, magnitude), min magnitude, max magnitude), as published.
+# (name, op(img, magnitude), min magnitude, max magnitude), as published and in the original's
+# order (a seed draws the same ops: shear_y comes last, after posterize).
 STRONG_OPS = [
     ('identity', _identity, 0, 1),
     ('autocontrast', lambda img, v: TF.autocontrast(img), 0, 1),
@@ -54,10 +55,10 @@ STRONG_OPS = [
     ('brightness', lambda img, v: TF.adjust_brightness(img, v), 0.05, 0.95),
     ('sharpness', lambda img, v: TF.adjust_sharpness(img, v), 0.05, 0.95),
     ('shear_x', _shear_x, -0.1, 0.1),
-    ('shear_y', _shear_y, -0.1, 0.1),
     ('translate_x', _translate_x, -0.1, 0.1),
     ('translate_y', _translate_y, -0.1, 0.1),
     ('posterize', lambda img, v: TF.posterize(img, int(v)), 4, 8),
+    ('shear_y', _shear_y, -0.1, 0.1),
 ]
 
 

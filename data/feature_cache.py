@@ -21,13 +21,20 @@ from data.device_loader import DeviceLoader, NeighborPairs, OneView, TwoViews
 from data.fingerprint import dataset_fingerprint, fingerprint_digest
 from data.loaders import batch_sampler, make_loader
 from data.wrappers import NeighborsDataset
+from utils.checkpoint import atomic_save_array, atomic_write_text
 from utils.config import ConfigError
+from utils.errors import UserError
+from utils.lock import is_held, lock_output_folder, release_output_lock
 from utils.distributed import barrier, is_main_process
 from utils.inference import compute_features
 from utils.runtime import log
 from utils.training import plain, seed_everything
 
 KEY_PARTS = ('images', 'backbone', 'preprocessing')
+
+
+class NonFiniteFeatures(UserError, ValueError):
+    pass
 
 
 def backbone_fingerprint(name, backbone):
@@ -53,37 +60,76 @@ def _meta_path(path):
     return os.path.splitext(path)[0] + '.json'
 
 
-def changed_parts(path, key):
-    """The parts of `key` that differ from the key `path` was saved with; None: no such file."""
+def _saved_key(path):
+    """The key `path` was saved with; None: no such file; ValueError: a damaged key file."""
     if not (os.path.isfile(path) and os.path.isfile(_meta_path(path))):
         return None
-    with open(_meta_path(path)) as f:
-        saved = json.load(f).get('key', {})
-    return [part for part in KEY_PARTS if saved.get(part) != key[part]]
+    with open(_meta_path(path), encoding='utf-8') as f:
+        saved = json.load(f)
+    if not isinstance(saved, dict) or not isinstance(saved.get('key', {}), dict):
+        raise ValueError('not a key file of ours')
+    return saved.get('key', {})
 
 
-def read_cached(path, key):
-    """(array, None) when `path` holds features with this key, else (None, why not)."""
-    changed = changed_parts(path, key)
-    if changed is None:
+def changed_parts(path, key):
+    """The parts of `key` that differ from the key `path` was saved with; None: no such file."""
+    try:
+        saved = _saved_key(path)
+    except (OSError, ValueError):
+        return list(KEY_PARTS)
+    return None if saved is None else [part for part in KEY_PARTS if saved.get(part) != key[part]]
+
+
+def read_cached(path, key, rows=None):
+    """(array, None) when `path` holds features with this key (and `rows` rows), else
+    (None, why not): a damaged file of ours is not used (and is replaced when recomputed)."""
+    try:
+        saved = _saved_key(path)
+    except (OSError, ValueError) as error:
+        return None, f"its key file {_meta_path(path)} is damaged ({type(error).__name__})"
+    if saved is None:
         return None, 'not computed yet'
+    changed = [part for part in KEY_PARTS if saved.get(part) != key[part]]
     if changed:
         return None, f"the {' and the '.join(changed)} changed since it was computed"
-    return np.load(path), None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        return None, f"{path} is damaged ({type(error).__name__}: {str(error)[:200]})"
+    if array.dtype != np.float32 or array.ndim not in (2, 3) \
+            or (rows is not None and array.shape[-2] != rows):
+        return None, f"{path} holds {array.dtype} {array.shape}, not features of these images"
+    if not np.isfinite(array).all():
+        return None, f"{path} holds values that are not finite (NaN or infinite)"
+    return array, None
 
 
 def write_cached(path, array, key, **info):
     """Save atomically (temporary name, then rename), the key file last: a file with a key
-    beside it is always whole."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.exists(_meta_path(path)):
-        os.remove(_meta_path(path))
-    tmp = path + '.tmp.npy'
-    np.save(tmp, array)
-    os.replace(tmp, path)
-    with open(_meta_path(path) + '.tmp', 'w') as f:
-        json.dump({'key': key, 'shape': list(array.shape), **info}, f, indent=1)
-    os.replace(_meta_path(path) + '.tmp', _meta_path(path))
+    beside it is always whole. The pretext folder is locked meanwhile (by step 1 already, or
+    here), which removes the temporaries of a writer killed or stopped by a full disk."""
+    folder = os.path.dirname(path)
+    held = is_held(folder)
+    lock_output_folder(folder)
+    try:
+        if os.path.lexists(_meta_path(path)):
+            os.remove(_meta_path(path))
+        atomic_save_array(path, array)
+        atomic_write_text(_meta_path(path), json.dumps(
+            {'key': key, 'shape': list(array.shape), **info}, indent=1))
+    finally:
+        if not held:
+            release_output_lock(folder)
+
+
+def check_finite(features, source):
+    """Features that are not finite would crash the next step: say where they came from."""
+    bad = int((~torch.isfinite(features)).any(dim=-1).sum())
+    if bad:
+        raise NonFiniteFeatures(f"the backbone gave features that are not finite (NaN or "
+                                f"infinite) for {bad} of {features.shape[-2]} images: check "
+                                f"its weights ({source})")
+    return features
 
 
 def embed_backbone_features(backbone, dataset, transform, cfg, device, desc='embed'):
@@ -207,7 +253,7 @@ def split_features(cfg, backbone, backbone_key, split, device, dataset=None):
     own = cfg.paths[f'features_{split}']
     reasons = []
     for path in (own, cfg.paths.features_train) if split == 'val' else (own,):
-        array, why = read_cached(path, key)
+        array, why = read_cached(path, key, len(dataset))
         if array is not None:
             log(f"{split} features: cached in {path}")
             return torch.from_numpy(array), torch.as_tensor(dataset.targets), 'cached'
@@ -215,6 +261,7 @@ def split_features(cfg, backbone, backbone_key, split, device, dataset=None):
     started = time.time()
     features, _ = embed_backbone_features(backbone, dataset, build_val_transform(cfg), cfg,
                                           device, desc=f"embed {split}")
+    check_finite(features, cfg.get('pretrained_weights') or cfg.backbone)
     write_cached(own, features.cpu().numpy(), key, backbone=cfg.backbone, split=split)
     log(f"{split} features: {len(dataset)} images embedded in {time.time() - started:.1f}s "
         f"({reasons[0]}); saved {own}")
@@ -228,7 +275,7 @@ def augmented_views(cfg, backbone, backbone_key, dataset, device):
         return None
     path = cfg.paths.features_train_views
     key = cache_key(dataset, backbone_key, views_preprocessing(cfg))
-    array, why = read_cached(path, key)
+    array, why = read_cached(path, key, len(dataset))
     if array is not None:
         log(f"{cfg.cached_views} augmented views per image: cached in {path}")
         return torch.from_numpy(array)
@@ -238,7 +285,7 @@ def augmented_views(cfg, backbone, backbone_key, dataset, device):
         features, _ = embed_backbone_features(backbone, dataset, build_augmentation(cfg), cfg,
                                               device, desc=f"view {view + 1}/{cfg.cached_views}")
         views.append(features.cpu())
-    array = torch.stack(views)
+    array = check_finite(torch.stack(views), cfg.get('pretrained_weights') or cfg.backbone)
     write_cached(path, array.numpy(), key, backbone=cfg.backbone, views=cfg.cached_views)
     log(f"{cfg.cached_views} augmented views of {len(dataset)} images embedded in "
         f"{time.time() - started:.1f}s ({why}); saved {path}")
@@ -280,7 +327,7 @@ def cached_val_features(cfg, backbone, dataset, device):
         return None
     key = cache_key(dataset, backbone_fingerprint(cfg.backbone, backbone), val_preprocessing(cfg))
     for path in paths:
-        array, _ = read_cached(path, key)
+        array, _ = read_cached(path, key, len(dataset))
         if array is not None:
             log(f"eval on the cached val features in {path}")
             return CachedFeatures(array, dataset.targets, device)

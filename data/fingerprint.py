@@ -171,21 +171,41 @@ def record_fingerprint(cfg):
         atomic_write_text(path, json.dumps(fingerprints))
 
 
+def damaged(path, why):
+    return DatasetChanged(f"{path} is damaged ({why}): it records the images step 1 ran on. "
+                          f"Delete it to go on without that check, or start over from step 1 "
+                          f"(simclr.py)")
+
+
+def read_recorded(path):
+    try:
+        with open(path, encoding='utf-8') as f:
+            recorded = json.load(f)
+    except (OSError, ValueError) as error:  # truncated, garbage, not UTF-8, a folder
+        raise damaged(path, type(error).__name__) from None
+    if not isinstance(recorded, dict):
+        raise damaged(path, 'not a record of images')
+    return recorded
+
+
 def check_fingerprint(cfg, resuming=False):
     """Raise DatasetChanged, saying what changed, if the images of the run's splits are not the
     ones step 1 recorded; without a record (outputs of an older version), say so and go on."""
     path = fingerprint_path(cfg)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         print(f"no record of the images step 1 ran on ({path} is missing): cannot check that "
               f"they did not change since")
         return
-    with open(path, encoding='utf-8') as f:
-        recorded = json.load(f)
+    recorded = read_recorded(path)
     current = split_fingerprints(cfg)
     problems, explained = [], {}
     for split in SPLITS:
-        old, new = _resolved(recorded, split), _resolved(current, split)
-        lines = compare(old, new)
+        try:
+            old = _resolved(recorded, split)
+            lines = compare(old, _resolved(current, split))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            raise damaged(path, 'not a record of images') from None
+        new = _resolved(current, split)
         key = json.dumps(lines)
         if lines and key in explained:  # the same folder as another split: said already
             explained[key].append(split)

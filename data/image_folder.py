@@ -153,6 +153,29 @@ def load_thumbnail(path, max_side):
 
 # ----------------------------------------------------------------------------- listing
 
+def walk(top, onerror):
+    """os.walk(top, followlinks=True) top-down, without recursion: Python 3.11's os.walk
+    recurses once per level (a RecursionError in a folder 1,000 levels deep)."""
+    stack = [top]
+    while stack:
+        root = stack.pop()
+        try:
+            with os.scandir(root) as entries:
+                entries = list(entries)
+        except OSError as error:
+            onerror(error)
+            continue
+        dirs, files = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows links, as followlinks=True
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield root, dirs, files
+        stack.extend(os.path.join(root, d) for d in reversed(dirs))
+
+
 def list_files(folder):
     """(files, skipped) under folder, recursively, hidden names left out, links to files and
     folders followed: each folder is walked once (a link loop, or a second link to a folder
@@ -162,7 +185,7 @@ def list_files(folder):
     def unlistable(error):
         skipped.append((error.filename, f"folder cannot be listed: {error.strerror}"))
 
-    for root, dirs, files in os.walk(folder, onerror=unlistable, followlinks=True):
+    for root, dirs, files in walk(folder, onerror=unlistable):
         real = os.path.realpath(root)
         if real in walked:
             already = printable_relpath(walked[real], folder)

@@ -5,7 +5,7 @@ original SCAN code's (the authors' released checkpoints) load the same way."""
 import os
 
 from models import ClusteringModel, build_backbone
-from models.original import read_model_file
+from models.original import NotAModelFile, read_model_file
 from utils.checkpoint import load_state_dict_strict
 
 
@@ -32,6 +32,8 @@ def clustering_model_from_scan(cfg):
     require(path, 'scan.py')
     saved = read_model_file(path)
     head = saved.head
+    if cfg.num_classes == 'auto':  # the K that step 2 chose (utils/k_selection.py)
+        cfg.num_classes = int(saved.state[f'cluster_head.{head}.weight'].shape[0])
     state = {k: v for k, v in saved.state.items() if not k.startswith('cluster_head.')}
     state.update({k.replace(f'cluster_head.{head}.', 'cluster_head.0.', 1): v
                   for k, v in saved.state.items() if k.startswith(f'cluster_head.{head}.')})
@@ -45,8 +47,12 @@ def load_trained_clustering_model(path, backbone):
     of its best head; `backbone` names the network where the file does not (original files)."""
     saved = read_model_file(path)
     backbone = saved.config['backbone'] if saved.config else backbone
-    heads = sorted({int(k.split('.')[1]) for k in saved.state if k.startswith('cluster_head.')})
+    heads = sorted({int(k.split('.')[1]) for k in saved.state if k.startswith('cluster_head.')
+                    and k.split('.')[1].isascii() and k.split('.')[1].isdigit()})
     num_clusters = saved.state[f'cluster_head.{heads[0]}.weight'].shape[0]
+    if not 0 <= saved.head < len(heads):
+        raise NotAModelFile(f"{path} is damaged: its best head is {saved.head}, but it has "
+                            f"{len(heads)} head(s); rerun the step that wrote it")
     model = ClusteringModel(build_backbone(backbone), num_clusters, nheads=len(heads))
     load_state_dict_strict(model, saved.state, path)
     return model, saved.head

@@ -40,12 +40,36 @@ def _is_state_dict(obj):
     return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
 
 
+def _head(head, path):
+    """The best head's index as saved (an int, or the original's numpy or tensor integer)."""
+    if isinstance(head, (bool, float, str)) or not (isinstance(head, (int, np.integer)) or (
+            torch.is_tensor(head) and head.numel() == 1 and not head.is_floating_point())):
+        raise NotAModelFile(f"{path} is damaged: its 'head' must be a head index, got a "
+                            f"{type(head).__name__}; rerun the step that wrote it")
+    return int(head)
+
+
+def _config(config, path):
+    """The saved config: a mapping whose transform settings eval reuses, or None."""
+    if config is None:
+        return None
+    transform = config.get('transformation_kwargs') if isinstance(config, dict) else None
+    if not isinstance(config, dict) or (transform is not None and not (
+            isinstance(transform, dict) and isinstance(transform.get('normalize'), dict)
+            and {'crop_size', 'resize'} <= set(transform))):
+        raise NotAModelFile(f"{path} is damaged: its saved 'config' is not the mapping this "
+                            f"code writes (with transformation_kwargs and their normalize); "
+                            f"rerun the step that wrote it")
+    return config
+
+
 def read_model_file(path):
     """ModelFile(state dict in our names, head index, config or None) of a model file."""
     with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
         saved = load(path)
     if isinstance(saved, dict) and _is_state_dict(saved.get('model')):
-        state, head, config = saved['model'], int(saved.get('head', 0)), saved.get('config')
+        state, head, config = saved['model'], _head(saved.get('head', 0), path), \
+            _config(saved.get('config'), path)
     elif _is_state_dict(saved):
         state, head, config = saved, 0, None
     else:

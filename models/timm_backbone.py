@@ -14,9 +14,10 @@ from urllib.parse import urlparse
 
 import huggingface_hub
 import timm
+import torch
 from timm.models import get_pretrained_cfg, load_state_dict
 
-from utils.checkpoint import WeightsMismatch, load_state_dict_strict
+from utils.checkpoint import WeightsMismatch, check_finite_weights, load_state_dict_strict
 from utils.config import timm_model_name
 from utils.errors import UserError
 
@@ -74,6 +75,10 @@ def load_weights_file(net, path, name):
         raise FileNotFoundError(f"pretrained weights not found: {path} (set pretrained_weights "
                                 f"to 'hub' or to the file, e.g. --opts pretrained_weights=PATH)")
     state = weights_file_state(path, net)
+    tensors = sum(torch.is_tensor(v) for v in state.values()) if isinstance(state, dict) else 0
+    if not tensors:  # timm's conversion would take an empty state dict for none: the hub
+        raise WeightsUnavailable(f"the weights file {path} holds no tensors: it is not weights "
+                                 f"of {name} (the file given is the only source of weights)")
     try:
         load_state_dict_strict(net, state, f"{path} (timm model {name})")
         return
@@ -84,6 +89,7 @@ def load_weights_file(net, path, name):
             'state_dict': state, 'num_classes': 0})
     except (RuntimeError, KeyError, ValueError):  # no fit either way: list the file's keys
         raise mismatch from None
+    check_finite_weights(converted.state_dict(), path)
     net.load_state_dict(converted.state_dict())
 
 

@@ -314,7 +314,7 @@ def test_a_device_that_is_not_here_is_a_message(tmp_path, device, expected):
                                               "got 1.0"),
     ('selflabel', 'ema_alpha=0', "key 'ema_alpha' must be in (0, 1), got 0"),
     ('pretext', 'transformation_kwargs.crop_size=0',
-     "key 'transformation_kwargs.crop_size' must be >= 1, got 0"),
+     "key 'transformation_kwargs.crop_size' must be in [1, 4096], got 0"),
     ('pretext', 'augmentation_kwargs.random_resized_crop.scale=[0.5, 0.2]',
      "key 'augmentation_kwargs.random_resized_crop.scale' must be a list [low, high] with "
      "0 < low <= high <= 1, got [0.5, 0.2]"),
@@ -325,7 +325,7 @@ def test_a_device_that_is_not_here_is_a_message(tmp_path, device, expected):
     ('pretext', 'transformation_kwargs.normalize.std=[0.3, 0, 0.3]',
      "key 'transformation_kwargs.normalize.std' must be a list of 1 or 3 numbers > 0, got "
      "[0.3, 0, 0.3]"),
-    ('pretext', 'num_classes=0', "key 'num_classes' must be >= 1, got 0"),
+    ('pretext', 'num_classes=0', "key 'num_classes' must be in [1, 100000], got 0"),
 ])
 def test_out_of_range_values_name_key_file_and_range(step, opt, expected):
     with pytest.raises(ConfigError) as error:

@@ -53,6 +53,7 @@ def test_tiny_grey_images(tmp_path, config):
     t, a = cfg.transformation_kwargs, cfg.augmentation_kwargs
     assert (t.crop_size, t.resize, a.crop_size, a.resize) == (16, 16, 16, 16)
     assert cfg.backbone == 'small' and a.cutout_kwargs.length == 8
+    assert a.cutout_kwargs.n_holes == 0  # no Cutout below 32 px (docs/folder-quality.md)
     assert a.random_resized_crop.size == 16
     assert cfg.batch_size == 30  # lowered to the number of images
     assert cfg.folder == str(folder) and cfg.num_classes == 10
@@ -67,6 +68,8 @@ def test_photos_are_scaled_down(tmp_path):
     t = cfg.transformation_kwargs
     assert (t.crop_size, t.resize, cfg.backbone) == (32, 36, 'small')
     assert cfg.augmentation_kwargs.cutout_kwargs.length == 16
+    assert cfg.augmentation_kwargs.cutout_kwargs.n_holes == 1  # CIFAR's Cutout at 32 px
+    assert cfg.criterion_kwargs.symmetric  # the folder configs' SimCLR loss
     dataset = ImageFolderDataset(str(folder), transform=build_val_transform(cfg))
     assert tuple(dataset[0]['image'].shape) == (3, 32, 32)
     augmented = build_augmentation(cfg)(dataset.load_image(0))

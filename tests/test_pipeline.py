@@ -44,10 +44,11 @@ def test_every_output_file_is_written(shapes_run):
                 'pretext/eval/metrics.json',
                 'scan/checkpoint.pth.tar', 'scan/model.pth.tar', 'scan/log.jsonl',
                 'scan/eval/metrics.json', 'scan/eval/confusion_matrix.png',
-                'scan/eval/prototypes.png',
+                'scan/eval/prototypes.png', 'scan/eval/most_confident.png',
                 'selflabel/checkpoint.pth.tar', 'selflabel/model.pth.tar',
                 'selflabel/log.jsonl', 'selflabel/eval/metrics.json',
-                'selflabel/eval/confusion_matrix.png', 'selflabel/eval/prototypes.png']
+                'selflabel/eval/confusion_matrix.png', 'selflabel/eval/prototypes.png',
+                'selflabel/eval/most_confident.png']
     missing = [p for p in expected if not os.path.isfile(out / p)]
     assert not missing
     neighbors = np.load(out / 'pretext' / 'topk-train-neighbors.npy')
@@ -63,6 +64,15 @@ def test_metrics_json_describes_the_clusters(shapes_run):
     assert set(results['cluster_to_class'].values()) == set(SHAPES)
     assert len(results['per_class']) == len(SHAPES)
     assert shapes_run['results']['pretext']['kmeans']['acc'] > 0.2
+
+
+def test_pretext_eval_reports_the_originals_val_neighbour_accuracy(shapes_run):
+    pretext = shapes_run['results']['pretext']
+    accs = pretext['val_neighbor_acc']
+    assert list(accs) == ['top1', 'top5', 'top20']
+    assert all(1 / len(SHAPES) < a <= 1 for a in accs.values())  # above chance on easy shapes
+    log = [json.loads(line) for line in open(shapes_run['out'] / 'pretext' / 'log.jsonl')]
+    assert 0 <= log[-1]['knn_acc'] <= 1  # val is train here: no query votes for itself
 
 
 def test_pipeline_beats_kmeans_on_raw_pixels(shapes_run):

@@ -27,7 +27,11 @@ def configs(tmp_path_factory):
     write_shapes(str(folder), per_class=20)
     common = dict(train_db_name='folder', val_db_name='folder', folder=str(folder),
                   num_classes=len(SHAPES), batch_size=32, epochs=3, num_workers=0)
+    os.makedirs(tmp / 'ema')
     return {
+        # the original's EMA (the shadow loaded into the model after every step)
+        'selflabel_ema': write_config(str(tmp / 'ema'), 'selflabel', confidence_threshold=0.5,
+                                      use_ema=True, **common),
         'tmp': tmp, 'output': os.path.basename(folder_outputs('', folder)),
         'pretext': write_config(str(tmp), 'pretext', knn_every=1, **common),
         'scan': write_config(str(tmp), 'scan', **common),
@@ -36,12 +40,14 @@ def configs(tmp_path_factory):
 
 
 @pytest.mark.parametrize('step,module', [('pretext', simclr), ('scan', scan),
-                                         ('selflabel', selflabel)])
+                                         ('selflabel', selflabel),
+                                         ('selflabel_ema', selflabel)])
 def test_resume_matches_uninterrupted_run(step, module, configs, monkeypatch):
-    tmp, output = configs['tmp'], configs['output']
-    straight, killed = tmp / f'straight-{step}', tmp / f'killed-{step}'
-    env_straight, env_killed = write_env(str(tmp / step / 'a'), straight), \
-        write_env(str(tmp / step / 'b'), killed)
+    tmp, output, config, run = configs['tmp'], configs['output'], configs[step], step
+    step = step.removesuffix('_ema')  # the folder the step writes
+    straight, killed = tmp / f'straight-{run}', tmp / f'killed-{run}'
+    env_straight, env_killed = write_env(str(tmp / run / 'a'), straight), \
+        write_env(str(tmp / run / 'b'), killed)
     # both runs start from the same earlier steps (trained once, copied)
     earlier = {'pretext': [], 'scan': ['pretext'], 'selflabel': ['pretext', 'scan']}[step]
     shared = tmp / 'shared' / output
@@ -53,14 +59,14 @@ def test_resume_matches_uninterrupted_run(step, module, configs, monkeypatch):
         for out in (straight, killed):
             shutil.copytree(shared / before, out / output / before)
 
-    run_step(module, env_straight, configs[step])
+    run_step(module, env_straight, config)
     with monkeypatch.context() as m:
         kill_after_epochs(module, m, epochs_done=1)
         with pytest.raises(Killed):
-            run_step(module, env_killed, configs[step])
+            run_step(module, env_killed, config)
     checkpoint = killed / output / step / 'checkpoint.pth.tar'
     assert load(str(checkpoint))['epoch'] == 1
-    run_step(module, env_killed, configs[step])     # resumes at epoch 1
+    run_step(module, env_killed, config)     # resumes at epoch 1
     assert load(str(checkpoint))['epoch'] == 3
     for name in ('checkpoint.pth.tar', 'model.pth.tar'):
         assert_same_weights(str(straight / output / step / name),

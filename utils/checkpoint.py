@@ -7,12 +7,16 @@ import shutil
 import tempfile
 import zipfile
 
+import numpy as np
 import torch
 
 from utils.errors import UserError
+from utils.outputs import check_output_folder
 
 TEMP_PREFIX = '.tmp-'        # every temporary file this module writes starts so
 PREVIOUS_SUFFIX = '.prev'    # the checkpoint a save replaced, kept as a fallback
+# what the feature cache's writes of before named their temporaries (removed as ours too)
+OLD_TEMP_SUFFIXES = ('.npy.tmp.npy', '.json.tmp')
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 UMASK = os.umask(0)  # read once, at import (no threads yet): mkstemp's 0600 is not the user's
 os.umask(UMASK)
@@ -41,7 +45,11 @@ def atomic_write(path, write, keep_previous=False, suffix='.pth'):
     a kill never leaves half a file there, and a failed write leaves the old file untouched.
     `keep_previous` moves the file it replaces to `path + '.prev'` first."""
     folder = os.path.dirname(os.path.abspath(path))
+    check_output_folder(folder)
     os.makedirs(folder, exist_ok=True)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise CheckpointError(f"{path} is a folder where this code writes a file: move it "
+                              f"away (or delete it, if it is not yours) and rerun")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=suffix)
     try:
         os.fchmod(fd, 0o666 & ~UMASK)  # the mode any other file written here gets
@@ -72,6 +80,19 @@ def atomic_save(obj, path, keep_previous=False):
     atomic_write(path, lambda f: torch.save(obj, f), keep_previous)
 
 
+class _Stream:
+    """A file seen by numpy as a stream: it then writes through Python (a full disk is an
+    OSError with errno ENOSPC) instead of C's fwrite (an OSError with no errno)."""
+
+    def __init__(self, f):
+        self.write = f.write
+
+
+def atomic_save_array(path, array):
+    """np.save through atomic_write (its temporary named as every temporary of ours)."""
+    atomic_write(path, lambda f: np.save(_Stream(f), array, allow_pickle=False), suffix='.npy')
+
+
 def atomic_write_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode('utf-8')), suffix='.txt')
 
@@ -82,7 +103,8 @@ def remove_temporaries(folder):
     removed = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if name.startswith(TEMP_PREFIX) and os.path.isfile(path) and not os.path.islink(path):
+        if (name.startswith(TEMP_PREFIX) or name.startswith('features-')
+                and name.endswith(OLD_TEMP_SUFFIXES)) and os.path.isfile(path) and not os.path.islink(path):
             os.remove(path)
             removed.append(name)
     return removed
@@ -174,4 +196,17 @@ def load_state_dict_strict(model, state_dict, source, allowed_missing=(), allowe
                 shown = ', '.join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else '')
                 lines.append(f"  {title} ({len(keys)}): {shown}")
         raise WeightsMismatch('\n'.join(lines))
+    check_finite_weights(state_dict, source)
     model.load_state_dict({k: v for k, v in state_dict.items() if k in model_keys}, strict=False)
+
+
+def check_finite_weights(state_dict, source):
+    """Weights with NaN or infinite values load silently and crash a later step: refuse them,
+    naming the file."""
+    bad = sorted(k for k, v in state_dict.items() if torch.is_tensor(v)
+                 and v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        shown = ', '.join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else '')
+        raise WeightsMismatch(f"weights in {source} are not finite (NaN or infinite values in "
+                              f"{shown}): the file is damaged or its training diverged; use "
+                              f"another file")

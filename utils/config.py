@@ -8,6 +8,7 @@ path, so that the three steps find each other's files without any path editing.
 """
 import difflib
 import hashlib
+import math
 import os
 import re
 
@@ -15,6 +16,8 @@ import yaml
 from easydict import EasyDict
 
 from utils.errors import UserError
+from utils.text import excerpt
+from utils.user_files import read_user_file
 
 
 class ConfigError(UserError, ValueError):
@@ -59,7 +62,8 @@ COMMON_SCHEMA = {
     'train_db_name': Key(str, choices=DATASETS),
     'val_db_name': Key(str, choices=DATASETS),
     'folder': Key((str, type(None)), None),
-    'num_classes': Key(int),
+    'num_classes': Key((int, str)),  # or 'auto': step 2 chooses it (utils/k_selection.py)
+    'num_classes_range': Key(list, [2, 50]),  # [min, max] K tried with num_classes=auto
     'backbone': Key(str),  # one of BACKBONES or timm/<model name>, checked in load_config
     'model_kwargs': {'head': Key(str, 'mlp', choices=('mlp', 'linear')),
                      'features_dim': Key(int, 128)},
@@ -70,8 +74,9 @@ COMMON_SCHEMA = {
     'optimizer': Key(str, choices=('sgd', 'adam')),
     'optimizer_kwargs': {'lr': Key(NUMBER), 'weight_decay': Key(NUMBER, 0.0),
                          'momentum': Key(NUMBER, 0.9), 'nesterov': Key(bool, False)},
-    'scheduler': Key(str, 'constant', choices=('constant', 'cosine')),
-    'scheduler_kwargs': {'lr_decay_rate': Key(NUMBER, 0.1)},
+    'scheduler': Key(str, 'constant', choices=('constant', 'cosine', 'step')),
+    # step: lr * lr_decay_rate ** (number of lr_decay_epochs the 0-based epoch is above)
+    'scheduler_kwargs': {'lr_decay_rate': Key(NUMBER, 0.1), 'lr_decay_epochs': Key(list, [])},
     'criterion': Key(str, choices=('simclr', 'scan', 'confidence-cross-entropy')),
     'criterion_kwargs': {'temperature': Key(NUMBER, 0.1), 'entropy_weight': Key(NUMBER, 5.0),
                          'apply_class_balancing': Key(bool, True),
@@ -111,6 +116,8 @@ SIMCLR_SCHEMA = {
     'num_neighbors': Key(int, 20),
     'num_neighbors_val': Key(int, 5),
     'knn_every': Key(int, 25),
+    # the kNN monitor's neighbours (the original's memory bank: 100); a small folder wants fewer
+    'knn_k': Key(int, 100),
     # a MoCo v2 file (resnet50), or for timm/ backbones: 'hub' or a weights file
     'pretrained_weights': Key((str, type(None)), None),
     'mining_index': Key(str, 'exact', choices=('exact', 'ivf')),
@@ -141,6 +148,9 @@ STEP_SCHEMAS = {
         'confidence_threshold': Key(NUMBER, 0.99),
         'use_ema': Key(bool, False),
         'ema_alpha': Key(NUMBER, 0.999),
+        # original: the shadow is loaded into the model after every step (utils/ema.py);
+        # averaged (opt-in): torch's AveragedModel beside a model trained at the full lr
+        'ema_method': Key(str, 'original', choices=('original', 'averaged')),
         'num_heads': Key(int, 1, choices=(1,)),  # the best SCAN head, as the original's files say
     },
 }
@@ -176,6 +186,8 @@ def between(low, high, low_open=False, high_open=False):
 
 POSITIVE = Allowed("> 0", lambda v: v > 0)
 COUNT, NON_NEGATIVE, PROBABILITY = at_least(1), at_least(0), between(0, 1)
+IMAGE_SIZE = between(1, 4096)  # pixels a side: beyond, one image fills a GPU (and any memory)
+SEED = between(0, 2 ** 32 - 1)  # what numpy and torch both take, epoch offsets included
 CHANNEL_MEANS = Allowed("a list of 1 or 3 numbers",
                         lambda v: len(v) in (1, 3) and all(_is_number(x) for x in v))
 CHANNEL_STDS = Allowed("a list of 1 or 3 numbers > 0",
@@ -185,20 +197,25 @@ SCALE_RANGE = Allowed("a list [low, high] with 0 < low <= high <= 1",
                       and 0 < v[0] <= v[1] <= 1)
 DEVICE = Allowed("auto, cpu, cuda or cuda:N",
                  lambda v: re.fullmatch(r'auto|cpu|cuda(:[0-9]+)?', v) is not None)
+EPOCH_LIST = Allowed("a list of whole numbers >= 0",
+                     lambda v: all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                   for x in v))
 NORMALIZE_RANGES = {'normalize.mean': CHANNEL_MEANS, 'normalize.std': CHANNEL_STDS}
 
 # What each numeric or list key accepts (dotted keys; null passes where the schema allows it).
 # epochs depends on another key: see check_epochs.
 RANGES = {
-    'num_classes': COUNT, 'model_kwargs.features_dim': COUNT,
+    'num_classes': between(1, 100_000), 'model_kwargs.features_dim': between(1, 65_536),
+    'seed': SEED,
     'batch_size': COUNT, 'num_workers': NON_NEGATIVE,
     'optimizer_kwargs.lr': POSITIVE, 'optimizer_kwargs.weight_decay': NON_NEGATIVE,
     'optimizer_kwargs.momentum': between(0, 1, high_open=True),
     'scheduler_kwargs.lr_decay_rate': between(0, 1, low_open=True),
+    'scheduler_kwargs.lr_decay_epochs': EPOCH_LIST,
     'criterion_kwargs.temperature': POSITIVE, 'criterion_kwargs.entropy_weight': NON_NEGATIVE,
     'temperature': POSITIVE,  # MoCo's, in the original's MoCo files (unused: nothing is trained)
-    'augmentation_kwargs.crop_size': COUNT, 'augmentation_kwargs.resize': COUNT,
-    'augmentation_kwargs.random_resized_crop.size': COUNT,
+    'augmentation_kwargs.crop_size': IMAGE_SIZE, 'augmentation_kwargs.resize': IMAGE_SIZE,
+    'augmentation_kwargs.random_resized_crop.size': IMAGE_SIZE,
     'augmentation_kwargs.random_resized_crop.scale': SCALE_RANGE,
     'augmentation_kwargs.color_jitter_random_apply.p': PROBABILITY,
     'augmentation_kwargs.color_jitter.brightness': NON_NEGATIVE,
@@ -208,11 +225,11 @@ RANGES = {
     'augmentation_kwargs.random_grayscale.p': PROBABILITY,
     'augmentation_kwargs.num_strong_augs': NON_NEGATIVE,
     'augmentation_kwargs.cutout_kwargs.n_holes': NON_NEGATIVE,
-    'augmentation_kwargs.cutout_kwargs.length': COUNT,
+    'augmentation_kwargs.cutout_kwargs.length': IMAGE_SIZE,
     **{f'augmentation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
-    'transformation_kwargs.crop_size': COUNT, 'transformation_kwargs.resize': COUNT,
+    'transformation_kwargs.crop_size': IMAGE_SIZE, 'transformation_kwargs.resize': IMAGE_SIZE,
     **{f'transformation_kwargs.{k}': v for k, v in NORMALIZE_RANGES.items()},
-    'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT,
+    'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT, 'knn_k': COUNT,
     'mining_ivf_kwargs.nlist': COUNT, 'mining_ivf_kwargs.nprobe': COUNT,
     'num_heads': COUNT, 'cached_views': NON_NEGATIVE,
     # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none
@@ -220,7 +237,7 @@ RANGES = {
     'ema_alpha': between(0, 1, low_open=True, high_open=True),
 }
 ENV_RANGES = {'device': DEVICE}
-UNBOUNDED = {'seed'}  # numeric keys any value of which works
+UNBOUNDED = set()  # numeric keys any value of which works
 
 
 def _is_number(value):
@@ -242,7 +259,26 @@ def check_ranges(values, ranges, where, overridden=()):
         value = _lookup(values, key)
         if value is not None and not allowed.test(value):
             source = f"{where} (set by --opts)" if key in overridden else where
-            raise ConfigError(f"{source}: key '{key}' must be {allowed.text}, got {value!r}")
+            raise ConfigError(f"{source}: key '{key}' must be {allowed.text}, got "
+                              f"{excerpt(value)}")
+
+
+def check_num_classes(cfg, where, overridden=()):
+    """num_classes: a count or 'auto'; num_classes_range: [min, max] with 2 <= min <= max (the
+    number of images is checked where it is known: data/settings.py, scan.py)."""
+    def source(key):
+        return f"{where} (set by --opts)" if key in overridden else where
+    if isinstance(cfg['num_classes'], str) and cfg['num_classes'] != 'auto':
+        raise ConfigError(f"{source('num_classes')}: key 'num_classes' must be a count >= 1 or "
+                          f"'auto' (chosen from the data in scan.py), got {cfg['num_classes']!r}")
+    k_range = cfg['num_classes_range']
+    if not (len(k_range) == 2 and all(isinstance(k, int) and not isinstance(k, bool)
+                                      for k in k_range)):
+        raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be a "
+                          f"list [min, max] of two whole numbers, got {k_range!r}")
+    if k_range[0] < 2 or k_range[0] > k_range[1]:
+        raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be "
+                          f"[min, max] with 2 <= min <= max, got {k_range!r}")
 
 
 def check_epochs(cfg, where, overridden=()):
@@ -268,11 +304,22 @@ def _check_value(value, key, spec, where):
     if not ok:
         names = ' or '.join('null' if t is type(None) else t.__name__ for t in spec.types)
         raise ConfigError(f"{where}: key '{key}' must be {names}, got "
-                          f"{type(value).__name__} ({value!r})")
+                          f"{type(value).__name__} ({excerpt(value)})")
     if spec.choices is not None and value not in spec.choices:
         raise ConfigError(f"{where}: key '{key}' must be one of {list(spec.choices)}, "
-                          f"got {value!r}")
+                          f"got {excerpt(value)}")
+    if not _finite(value):
+        raise ConfigError(f"{where}: key '{key}' must be a finite number, got {excerpt(value)}")
     return value
+
+
+def _finite(value):
+    """No infinite or NaN number, alone or in a list (no key accepts one)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):  # lists of numbers are flat: nothing nested is walked
+        return all(not isinstance(v, float) or math.isfinite(v) for v in value)
+    return True
 
 
 def validate(values, schema, where, prefix=''):
@@ -293,19 +340,41 @@ def validate(values, schema, where, prefix=''):
     return out
 
 
-def read_yaml(path):
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+class _SafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader whose integers of thousands of digits (which int() refuses, with a
+    ValueError that is no YAMLError) are an error with their line and column."""
+
+
+def _bounded_int(loader, node):
     try:
-        with open(path, encoding='utf-8') as f:
-            content = yaml.safe_load(f)
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number of {len(node.value):,} digits is too long",
+            node.start_mark) from None
+
+
+_SafeLoader.add_constructor('tag:yaml.org,2002:int', _bounded_int)
+
+
+def parse_yaml(data, path, error, kind='a config is a YAML text file'):
+    """yaml.safe_load of a user's file's bytes; anything PyYAML or Python refuses in it (deep
+    nesting, integers of thousands of digits) is `error` naming the file."""
+    try:
+        return yaml.load(data.decode('utf-8-sig'), Loader=_SafeLoader)  # noqa: S506 (safe)
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a text file (byte {e.object[e.start]:#04x} at offset "
-                          f"{e.start} is not UTF-8 text): a config is a YAML text file") from e
+        raise error(f"{path}: not a text file (byte {e.object[e.start]:#04x} at offset "
+                    f"{e.start} is not UTF-8 text): {kind}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from e
+        raise error(f"{path}: not valid YAML: {' '.join(str(e).split())[:300]}") from None
+    except RecursionError:
+        raise error(f"{path}: its YAML is nested too deep to read") from None
+    except (ValueError, OverflowError) as e:  # e.g. int() of a number of over 4,300 digits
+        raise error(f"{path}: holds a value that cannot be read ({excerpt(str(e))})") from None
+
+
+def read_yaml(path):
+    content = parse_yaml(read_user_file(path, 'config file', ConfigError), path, ConfigError)
     if content is not None and not isinstance(content, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values")
     return content or {}
@@ -338,6 +407,9 @@ def apply_overrides(raw, opts, schema):
             continue
         try:
             node[parts[-1]] = yaml.safe_load(text) if text != '' else None
+        except (RecursionError, ValueError, OverflowError) as e:
+            raise ConfigError(f"--opts: the value of '{dotted}' cannot be read "
+                              f"({excerpt(str(e))})") from None
         except yaml.YAMLError as e:
             problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
             raise ConfigError(f"--opts: the value of '{dotted}' is not valid YAML ({problem}): "
@@ -467,7 +539,7 @@ def load_config(config_env, config_exp, opts=None, evaluation=False):
     setup = exp_raw.get('setup')
     if setup not in STEP_SCHEMAS:
         raise ConfigError(f"{config_exp}: key 'setup' must be one of {list(STEP_SCHEMAS)}, "
-                          f"got {setup!r}")
+                          f"got {excerpt(setup)}")
     schema = {**COMMON_SCHEMA, **STEP_SCHEMAS[setup]}
     if setup == 'moco':
         exp_raw = fill_under(exp_raw, MOCO_FILL)
@@ -484,6 +556,9 @@ def load_config(config_env, config_exp, opts=None, evaluation=False):
     check_ranges(env, ENV_RANGES, config_env, overridden)
     # with nothing to train (epochs 0: imported weights), the optimizer's settings are unused
     ranges = {k: v for k, v in RANGES.items() if exp['epochs'] or not k.startswith('optimizer_')}
+    check_num_classes(exp, config_exp, overridden)
+    if exp['num_classes'] == 'auto':
+        ranges.pop('num_classes')
     check_ranges(exp, ranges, config_exp, overridden)
 
     cfg = {**env, **exp}

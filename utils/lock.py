@@ -20,6 +20,7 @@ import sys
 
 from utils.checkpoint import remove_temporaries
 from utils.errors import UserError
+from utils.outputs import check_output_folder, open_no_follow
 from utils.text import plural
 
 LOCK_NAME = '.lock'
@@ -47,7 +48,7 @@ def process_start(pid):
 def pid_alive(pid):
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or no pid at all (10**20)
         return False
     except PermissionError:  # it exists, under another user
         return True
@@ -63,10 +64,13 @@ def this_process():
 def read_holder(f):
     f.seek(0)
     try:
-        holder = json.loads(f.read() or 'null')
+        holder = json.loads(f.read(1 << 16) or 'null')  # bounded: ours are short
     except ValueError:
         return None
-    return holder if isinstance(holder, dict) and isinstance(holder.get('pid'), int) else None
+    if not (isinstance(holder, dict) and isinstance(holder.get('pid'), int)
+            and not isinstance(holder['pid'], bool) and 0 < holder['pid'] < 2 ** 31):
+        return None  # not a lock file of ours (or a damaged one): no holder to respect
+    return holder
 
 
 def holder_running(holder):
@@ -93,13 +97,14 @@ def locked(folder, holder):
 
 
 def make_folder(folder, hint):
+    """Create `folder` and open its lock file (never through a link, never a FIFO)."""
     try:
         os.makedirs(folder, exist_ok=True)
-        probe = open(os.path.join(folder, LOCK_NAME), 'a+')
+        fd = open_no_follow(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT)
     except OSError as error:
         raise OutputNotWritable(f"cannot write outputs into {folder}: {error.strerror}. "
                                 f"{hint}".rstrip()) from error
-    return probe
+    return os.fdopen(fd, 'r+', encoding='utf-8', errors='replace')
 
 
 def is_lock_file(path):
@@ -116,7 +121,7 @@ def lock_output_folder(folder, hint='', clean=True):
     process is a no-op), then (with `clean`) remove the temporary files that killed runs left
     there. Another live holder: FolderLocked naming it. `hint` says how to choose another
     folder."""
-    real = os.path.realpath(folder)
+    real = check_output_folder(folder)
     if real in _held:
         return
     path = os.path.join(real, LOCK_NAME)
@@ -152,6 +157,11 @@ def lock_output_folder(folder, hint='', clean=True):
     if removed:
         print(f"removed {plural(len(removed), 'temporary file')} left by a killed run in {real}: "
               f"{', '.join(removed)}", flush=True)
+
+
+def is_held(folder):
+    """Whether this process holds `folder`'s lock."""
+    return os.path.realpath(folder) in _held
 
 
 def release_output_lock(folder):

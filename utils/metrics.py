@@ -26,11 +26,16 @@ def hungarian_match(predictions, targets, num_clusters, num_classes):
 
 
 def cluster_metrics(predictions, targets, num_classes, probs=None):
-    """ACC/NMI/ARI/AMI (and top-5 when `probs` is given) on the samples with a known label."""
+    """ACC/NMI/ARI/AMI (and top-5 when `probs` is given) on the samples with a known label.
+    Any number of clusters against any number of classes (labels only evaluate): Hungarian
+    on the rectangular counts; `mapping` names every cluster, -1 for those left unmatched."""
     predictions, targets = np.asarray(predictions), np.asarray(targets)
     known = targets >= 0
     predictions, targets = predictions[known], targets[known]
-    num_clusters = int(max(num_classes, predictions.max() + 1 if len(predictions) else 0))
+    # fewer clusters than classes (a chosen or asked-for K): every class still counts
+    num_classes = int(max(num_classes, targets.max() + 1 if len(targets) else 0))
+    num_clusters = int(max(num_classes, predictions.max() + 1 if len(predictions) else 0,
+                           np.shape(probs)[1] if probs is not None else 0))
     mapping = hungarian_match(predictions, targets, num_clusters, num_classes)
     matched = np.array([mapping[p] for p in predictions])
     result = {

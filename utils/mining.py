@@ -10,6 +10,30 @@ import faiss
 import numpy as np
 import torch
 
+from utils.errors import UserError
+
+
+class DamagedNeighbors(UserError, ValueError):
+    pass
+
+
+def read_neighbors(path):
+    """The top-k indices step 1 saved (N x k+1, column 0 the anchor); a truncated or foreign
+    file is a message saying how to make it again."""
+    why = None
+    try:
+        indices = np.load(path, allow_pickle=False)
+        if indices.ndim != 2 or indices.dtype.kind not in 'iu' or indices.shape[1] < 2:
+            why = f"holds {indices.dtype} {indices.shape}, not neighbour indices"
+        elif indices.size and (indices.min() < 0 or indices.max() >= len(indices)):
+            why = "holds indices of images that do not exist"
+    except (OSError, ValueError, EOFError) as error:
+        why = f"{type(error).__name__}: {str(error)[:200]}"
+    if why:
+        raise DamagedNeighbors(f"{path} is damaged ({why}): rerun simclr.py with the same "
+                               f"config, which mines the neighbours again")
+    return indices
+
 
 def _faiss_gpu_available():
     return hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0
@@ -80,3 +104,13 @@ def recall_at_k(approx, exact):
     """Share of the exact neighbours (anchor column excluded) that the approximate search found."""
     hits = [len(set(a[1:]) & set(e[1:])) for a, e in zip(approx, exact)]
     return float(np.sum(hits)) / exact[:, 1:].size
+
+
+def neighbor_accuracies(features, targets, ks=(1, 5, 20)):
+    """{k: neighbor_accuracy of the top-k} for each k the images allow, from one search (the
+    original's eval.py on a pretext model: its val memory bank, k = 1, 5, 20)."""
+    ks = [k for k in ks if k < len(features)]
+    if not ks:
+        return {}
+    indices = mine_nearest_neighbors(features, max(ks))
+    return {k: neighbor_accuracy(indices[:, :k + 1], targets) for k in ks}

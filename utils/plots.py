@@ -2,6 +2,8 @@
 
 Class and cluster names are user text: they are drawn literally (no mathtext for '$' or '\\',
 never TeX), with undecodable bytes as visible escapes."""
+import io
+import os
 import warnings
 
 import matplotlib
@@ -10,20 +12,24 @@ matplotlib.use('Agg')  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from utils.checkpoint import atomic_write  # noqa: E402
 from utils.text import visible_text  # noqa: E402
 
 LITERAL = {'parse_math': False, 'usetex': False}
 
 
 def _save(fig, path, **kwargs):
-    """Lay out and save; a name in a script the font lacks is drawn as boxes, expected and not
+    """Lay out and save (to a file path: atomically, never through a link); a name in a script the font lacks is drawn as boxes, expected and not
     worth a warning per glyph."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Glyph .* missing from font')
         warnings.filterwarnings('ignore', message='Tight layout not applied')
         fig.tight_layout()
-        fig.savefig(path, dpi=120, **kwargs)
+        buffer = io.BytesIO() if isinstance(path, (str, os.PathLike)) else path
+        fig.savefig(buffer, **{'dpi': 120, 'format': 'png', **kwargs})
     plt.close(fig)
+    if buffer is not path:
+        atomic_write(path, lambda f: f.write(buffer.getvalue()), suffix='.png')
 
 
 def _literal(names):
@@ -97,3 +103,21 @@ def prototype_grid(rows, titles, path, suptitle=None):
         warnings.filterwarnings('ignore', message='Glyph .* missing from font')
         fig.savefig(path, dpi=120, format='png', bbox_inches='tight', pad_inches=0.1)
     plt.close(fig)
+
+
+def one_per_cluster_figure(images, titles, path, suptitle=None):
+    """One image per cluster (HxWx3 uint8, or None for an empty cluster) in a square-ish grid."""
+    n = max(1, len(images))
+    n_cols = int(np.ceil(np.sqrt(n)))
+    n_rows = int(np.ceil(n / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols + 0.4, 1.8 * n_rows + 0.6),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(images):
+            if images[i] is not None:
+                ax.imshow(images[i], interpolation='nearest')
+            ax.set_title(visible_text(titles[i]), fontsize=7, **LITERAL)
+    if suptitle:
+        fig.suptitle(visible_text(suptitle), **LITERAL)
+    _save(fig, path, format='png')

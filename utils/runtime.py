@@ -11,6 +11,7 @@ from utils.distributed import init_distributed, is_main_process
 from utils.errors import UserError
 from utils.experiment_clash import check_no_clash
 from utils.lock import lock_output_folder, release_output_locks
+from utils.outputs import protect, reset_protected
 from utils.run_warnings import start_warnings
 from utils.training import seed_everything
 
@@ -34,6 +35,9 @@ def start_run(args, setup):
     if setup is not None and cfg.step != STEP_OF_SETUP[setup]:
         sys.exit(colored(f"config error: {args.config_exp} has setup '{cfg.setup}', but this "
                          f"script runs '{setup}'", 'red'))
+    reset_protected()  # the folders of this run's images, where nothing is written
+    if cfg.get('folder'):
+        protect(cfg.folder)
     init_distributed()
     seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
     device = select_device(cfg.device)

@@ -5,6 +5,7 @@ Paths are written with printable_path (lossless: path_from_printable reads the s
 other text (cluster names, messages) with visible_text, which only escapes undecodable bytes."""
 import os
 import re
+import reprlib
 
 SURROGATE = re.compile('[\ud800-\udfff]')
 
@@ -58,3 +59,37 @@ def plural(count, singular, plural_form=None):
     """'1 cluster', '3 clusters', '1,200 images'."""
     word = singular if count == 1 else (plural_form or singular + 's')
     return f"{count:,} {word}"
+
+
+# A name made only of these is blank (spaces of every kind, controls, invisible marks): one
+# definition, written as a regular expression class that Python and the gallery's JavaScript
+# (gallery-data.js carries it) read alike.
+BLANK_CLASS = ('[\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u180e\\u2000-\\u200f\\u2028-\\u202f'
+               '\\u205f-\\u2064\\u3000\\ufeff]')
+_BLANK = re.compile(f'{BLANK_CLASS}*')
+
+
+def is_blank(text):
+    return _BLANK.fullmatch(text) is not None
+
+
+def ascii_number(text):
+    """int of a text of ASCII digits only (str.isdigit also accepts '²', which int refuses);
+    None for anything else."""
+    return int(text) if re.fullmatch('[0-9]{1,18}', text) else None
+
+
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 3, 80, 80, 40
+_EXCERPT.maxlist = _EXCERPT.maxtuple = _EXCERPT.maxdict = _EXCERPT.maxset = 4
+EXCERPT_LENGTH = 160
+
+
+def excerpt(value):
+    """repr(value) cut to a bounded size and depth (a YAML alias bomb has no printable repr)."""
+    try:
+        text = _EXCERPT.repr(value)
+    except ValueError:  # an int of over 4,300 digits has no repr
+        return f"an integer of {value.bit_length():,} bits"
+    return text if len(text) <= EXCERPT_LENGTH else text[:EXCERPT_LENGTH - 3] + '...'
+

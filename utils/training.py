@@ -10,6 +10,7 @@ import torch
 from utils.checkpoint import PREVIOUS_SUFFIX, atomic_save, atomic_write_text, load_with_fallback
 from utils.distributed import get_rank, is_main_process
 from utils.errors import UserError
+from utils.outputs import append_text
 from utils.paths import file_digest
 
 
@@ -38,18 +39,25 @@ def build_optimizer(cfg, parameters):
 
 
 def build_scheduler(cfg, optimizer):
-    """Per-epoch schedule: cosine from lr down to lr * decay_rate**3, or constant."""
+    """Per-epoch schedule, as the original's adjust_learning_rate: cosine from lr down to
+    lr * decay_rate**3, step (lr * decay_rate**n in a 0-based epoch above n of lr_decay_epochs),
+    or constant."""
+    kw = cfg.scheduler_kwargs
     if cfg.scheduler == 'cosine':
-        eta_min = cfg.optimizer_kwargs.lr * cfg.scheduler_kwargs.lr_decay_rate ** 3
+        eta_min = cfg.optimizer_kwargs.lr * kw.lr_decay_rate ** 3
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs,
                                                           eta_min=eta_min)
+    if cfg.scheduler == 'step':
+        milestones = list(kw.lr_decay_epochs)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: kw.lr_decay_rate ** sum(epoch > m for m in milestones))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
 # Keys that may change between a run and its resumption without invalidating the checkpoint:
 # where things are, how fast they run, and what happens after training (mining).
 RESUMABLE_CHANGES = {'epochs', 'num_workers', 'device', 'root_dir', 'data_dir', 'imagenet_dir',
-                     'paths', 'config_files', 'knn_every', 'fast_augmentation', 'num_neighbors',
+                     'paths', 'config_files', 'knn_every', 'knn_k', 'fast_augmentation', 'num_neighbors',
                      'num_neighbors_val', 'mining_index', 'mining_ivf_kwargs'}
 CHECKPOINT_KEYS = ('model', 'optimizer', 'epoch', 'config')
 
@@ -215,5 +223,4 @@ class RunLog:
             return
         print(epoch_line(record), flush=True)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
+        append_text(self.path, json.dumps(record) + '\n')
