@@ -31,8 +31,8 @@ from annotation.export import (AnnotationError, ExportRequest, check_request, de
                                prepare_export, ranked_members, read_names)
 from annotation.images import match_names
 from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
-from annotation.prediction_cache import (cache_path, load_predictions, prediction_key,
-                                         save_predictions, saved_metrics)
+from annotation.prediction_cache import (cache_path, cached_predictions, load_predictions,
+                                         prediction_key, save_predictions, saved_metrics)
 from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,

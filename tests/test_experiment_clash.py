@@ -81,3 +81,16 @@ def test_another_seed_trains_beside(trained):
     run_step(simclr, env, PRETEXT, *opts, 'epochs=1', 'seed=1')
     assert os.path.isfile(os.path.join(out + '-seed1', 'pretext', 'model.pth.tar'))
     assert os.path.isfile(os.path.join(out, 'pretext', 'model.pth.tar'))
+
+
+def test_num_classes_auto_reruns_over_the_k_it_chose(tmp_path):
+    """Step 2 with num_classes=auto saves the K it chose; a rerun with auto chooses again."""
+    import torch
+    from easydict import EasyDict
+
+    from utils.experiment_clash import check_no_clash
+    saved = {'num_classes': 3, 'seed': 0, 'paths': {}}
+    torch.save({'config': saved}, str(tmp_path / 'model.pth.tar'))
+    check_no_clash(EasyDict({**saved, 'num_classes': 'auto'}), str(tmp_path))
+    with pytest.raises(ExperimentClash, match='num_classes: 3 -> 4'):
+        check_no_clash(EasyDict({**saved, 'num_classes': 4}), str(tmp_path))

@@ -63,6 +63,8 @@ def check_no_clash(cfg, step_dir):
         if old is None:
             continue
         changed = config_differences(old, current)
+        if current.get('num_classes') == 'auto':  # step 2 chooses K again (the same for the
+            changed = [k for k in changed if k != 'num_classes']  # same data; resume checks it)
         if changed:
             details = '\n  '.join(describe_changes(old, current, changed))
             raise ExperimentClash(
