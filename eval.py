@@ -31,6 +31,7 @@ from annotation.export import (AnnotationError, ExportRequest, check_request, de
                                prepare_export, ranked_members, read_names)
 from annotation.images import match_names
 from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
+from annotation.overview import OverviewSettings
 from annotation.prediction_cache import (cache_path, cached_predictions, load_predictions,
                                          prediction_key, save_predictions, saved_metrics)
 from data import build_dataset, val_is_train
@@ -49,7 +50,8 @@ from utils.config import is_timm_backbone
 from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
-from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
+from utils.metrics import (cluster_metrics, confusion_counts, many_to_one_accuracy,
+                           per_class_precision_recall)
 from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
 from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
@@ -164,6 +166,9 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
         metrics = cluster_metrics(clusters, targets, len(classes), probs=probs)
         mapping = {k: c for k, c in metrics.pop('mapping').items() if k < num_clusters}
         results.update(metrics)
+        if num_clusters > len(classes):  # overclustering: Hungarian leaves clusters unmatched
+            results['acc_many_to_one'] = many_to_one_accuracy(
+                clusters[targets >= 0], targets[targets >= 0], num_clusters, len(classes))
         matched = np.array([mapping[k] for k in clusters])
         known = targets >= 0
         results['per_class'] = [dict(row, name=classes[row['class']]) for row in
@@ -228,8 +233,9 @@ def print_results(results):
         log(f"new images of {results['predict']} (not the training folder):")
     if 'acc' in results:
         log(f"{results['step']}: ACC {results['acc']:.4f}  NMI {results['nmi']:.4f}  "
-            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
-            'green')
+            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}"
+            + (f"  many-to-one ACC {results['acc_many_to_one']:.4f}"
+               if 'acc_many_to_one' in results else ''), 'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
     for message in results.get('notes', []):
         log(f"note: {message}")
@@ -299,7 +305,8 @@ def annotation_request(args, cfg):
     naming = naming_request(args.naming_model, args.naming_weights, args.vocabulary,
                             args.naming_images) if args.naming_model else None
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
-                            tuple(f for f in (cfg.folder, args.predict) if f), naming)
+                            tuple(f for f in (cfg.folder, args.predict) if f), naming,
+                            OverviewSettings.of_config(cfg))
     check_request(request)
     if args.export_folders:
         check_destination(args.export_folders, request.image_folders)
@@ -315,18 +322,18 @@ def open_predict_folder(args, cfg):
 
 
 def saved_or_predicted(cfg, out_dir, source, model_path, head, dataset, predict):
-    """(probs, targets) of the model on `dataset`: saved by an earlier eval of the same model
+    """(probs, targets, features, key, reused) of the model on `dataset`: saved by an earlier eval of the same model
     file on the same images (annotation/prediction_cache.py), else predict() and saved."""
-    probs, targets, key, reused = cached_predictions(out_dir, source, model_path, head,
-                                                     cfg.precision, dataset, predict)
+    probs, targets, features, key, reused = cached_predictions(
+        out_dir, source, model_path, head, cfg.precision, dataset, predict)
     if reused:
         log(f"predictions of {len(dataset):,} images reused from {cache_path(out_dir, source)} "
             f"(same model file, same images)")
-    return probs, targets, key, reused
+    return probs, targets, features, key, reused
 
 
 def saved_val_results(cfg, out_dir, model_path, model, head, val_set, device):
-    """(results or None, probs, targets, features or None, key) on the val split. The same
+    """(results or None, probs, targets, features, key) on the val split. The same
     model file on the same images: the saved predictions and the metrics and figures made from
     them, nothing run or redrawn; otherwise the model runs and its predictions are saved."""
     key = prediction_key(model_path, head, cfg.precision, val_set)
@@ -336,9 +343,9 @@ def saved_val_results(cfg, out_dir, model_path, model, head, val_set, device):
     if results is not None:
         log(f"predictions of {len(val_set):,} images reused from {path} (same model file, "
             f"same images), with their metrics and figures")
-        return results, saved[0], saved[1], None, key
+        return results, *saved, key
     probs, targets, features = predict_val(model, head, val_set, cfg, device)
-    save_predictions(path, key, probs, targets)
+    save_predictions(path, key, probs, targets, features)
     return None, probs, targets, features, key
 
 
@@ -346,9 +353,9 @@ def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_
     """--predict: only the new images go through the model; their own sizes and, where they
     are labelled, their own metrics. The training folder's predictions (saved by an earlier
     eval, else computed once) only name the clusters where it has labels."""
-    probs, *_ = saved_or_predicted(cfg, out_dir, predict_set.folder, model_path, head,
-                                   predict_set,
-                                   lambda: predict_dataset(model, head, predict_set, cfg, device))
+    probs, _, features, *_ = saved_or_predicted(
+        cfg, out_dir, predict_set.folder, model_path, head, predict_set,
+        lambda: predict_dataset(model, head, predict_set, cfg, device, with_features=True))
     sizes = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
     results = {'step': cfg.step, 'model': model_path, 'predict': predict_set.folder,
                'cluster_sizes': sizes.tolist(), 'notes': run_warnings(cfg.paths, cfg.step, 'note'),
@@ -360,10 +367,10 @@ def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_
     if val_set.has_labels:
         val_probs, *_ = saved_or_predicted(
             cfg, out_dir, 'val', model_path, head, val_set,
-            lambda: predict_val(model, head, val_set, cfg, device)[:2])
+            lambda: predict_val(model, head, val_set, cfg, device))
         matched = match_names(val_set, val_probs)[0]
     results['cluster_to_class'] = {str(k): v for k, v in matched.items()}
-    return results, probs
+    return results, probs, features
 
 
 def main(args):
@@ -391,15 +398,16 @@ def main(args):
         predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
         if predict_set is not None:
-            results, probs = evaluate_new_images(cfg, out_dir, model_path, model, head, val_set,
-                                                 predict_set, device)
-            export = prepare_export(request, predict_set, probs, predict_set.folder, model_path)
+            results, probs, features = evaluate_new_images(cfg, out_dir, model_path, model, head,
+                                                           val_set, predict_set, device)
+            export = prepare_export(request, predict_set, probs, predict_set.folder, model_path,
+                                    features)
         else:
             results, probs, targets, features, key = saved_val_results(
                 cfg, out_dir, model_path, model, head, val_set, device)
             if request:
                 export = prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val",
-                                        model_path)
+                                        model_path, features)
             if results is None:
                 results = dict(evaluate_clustering(cfg, model_path, out_dir, val_set, probs,
                                                    targets, head, features), predictions_key=key)

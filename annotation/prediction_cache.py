@@ -62,36 +62,39 @@ def cache_path(eval_dir, source):
 
 
 def load_predictions(path, key):
-    """(probs, targets) saved under `key`, or None."""
+    """(probs, targets, features or None) saved under `key`, or None."""
     if not os.path.isfile(path) or os.path.islink(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as saved:
             if str(saved['key']) != key:
                 return None
-            return saved['probs'], saved['targets']
+            features = saved['features'] if saved['features'].ndim == 2 else None
+            return saved['probs'], saved['targets'], features
     except (OSError, ValueError, KeyError):  # a damaged file: predicted again
         return None
 
 
-def save_predictions(path, key, probs, targets):
+def save_predictions(path, key, probs, targets, features=None):
     buffer = io.BytesIO()
+    features = np.zeros(0, np.float32) if features is None else np.asarray(features, np.float32)
     np.savez(buffer, key=np.array(key), probs=np.asarray(probs, dtype=np.float32),
-             targets=np.asarray(targets))
+             targets=np.asarray(targets), features=features)
     atomic_write(path, lambda f: f.write(buffer.getvalue()), suffix='.npz')
 
 
 def cached_predictions(eval_dir, source, model_path, head, precision, dataset, predict):
-    """(probs, targets, key, reused): the saved predictions of this model on these images, or
-    predict() (which returns (probs, targets)) then saved."""
+    """(probs, targets, features, key, reused): the saved predictions of this model on these
+    images, or predict() (which returns (probs, targets[, features])) then saved."""
     key = prediction_key(model_path, head, precision, dataset)
     path = cache_path(eval_dir, source)
     saved = load_predictions(path, key)
     if saved is not None:
-        return saved[0], saved[1], key, True
-    probs, targets = predict()
-    save_predictions(path, key, probs, targets)
-    return probs, targets, key, False
+        return (*saved, key, True)
+    probs, targets, *rest = predict()
+    features = rest[0] if rest else None
+    save_predictions(path, key, probs, targets, features)
+    return probs, targets, features, key, False
 
 
 def saved_metrics(eval_dir, key):

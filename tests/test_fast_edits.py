@@ -52,15 +52,16 @@ def test_predictions_are_reused_until_the_model_or_an_image_changes(tmp_path):
     def run():
         return prediction_cache.cached_predictions(str(tmp_path), 'val', str(model), 0, 'fp32',
                                                    images, predict)
-    probs, targets, key, reused = run()
+    probs, targets, features, key, reused = run()
     assert not reused and len(calls) == 1
-    probs, targets, again, reused = run()
+    probs, targets, features, again, reused = run()
     assert reused and again == key and len(calls) == 1 and targets.tolist() == [0, 1, -1]
+    assert features is None  # none given, none kept
     os.utime(images.paths[1], ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert not run()[3] and len(calls) == 2  # an image changed
+    assert not run()[4] and len(calls) == 2  # an image changed
     model.write_bytes(b'weights 2')
-    assert not run()[3] and len(calls) == 3  # the model changed
-    assert run()[3] and len(calls) == 3
+    assert not run()[4] and len(calls) == 3  # the model changed
+    assert run()[4] and len(calls) == 3
 
 
 @pytest.fixture(scope='module')
