@@ -18,7 +18,7 @@ from annotation import prediction_cache
 from tests.browser import open_page, start_chromium
 from tests.folder_images import write_pattern_folder
 from tests.pipeline_run import run_eval, run_step, write_env
-from tests.test_annotate import js, move_selected, pick, type_name
+from tests.test_annotate import js, move_selected, type_name
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 SCAN = 'configs/scan/scan_folder.yml'
@@ -108,9 +108,9 @@ def test_predict_runs_only_the_new_images_and_reports_them(trained, monkeypatch,
     seen = []
     original = eval_script.predict_dataset
 
-    def counted(model, head, dataset, cfg, device):
+    def counted(model, head, dataset, cfg, device, **kwargs):
         seen.append(len(dataset))
-        return original(model, head, dataset, cfg, device)
+        return original(model, head, dataset, cfg, device, **kwargs)
     monkeypatch.setattr(eval_script, 'predict_dataset', counted)
     monkeypatch.setattr(eval_script, 'predict_val', refuse)  # the training folder has no labels
     metrics = root / 'out'
@@ -150,7 +150,7 @@ def test_pending_edits_survive_a_reload_and_leaving_asks(trained, browser):
     from selenium.webdriver.common.by import By
     first = int(browser.find_elements(By.CSS_SELECTOR, 'section.cluster figure')[0]
                 .get_attribute('data-id'))
-    pick(browser, first)
+    js(browser, f"document.querySelector('figure[data-id=\"{first}\"] button.pick').click()")
     move_selected(browser, 2)
     time.sleep(0.2)
     assert leaving_is_questioned(browser)
@@ -171,6 +171,6 @@ def test_pending_edits_survive_a_reload_and_leaving_asks(trained, browser):
 def test_labels_are_shown_under_the_images(trained, browser):
     root = trained[0]
     open_page(browser, root / 'predicted')
-    labels = js(browser, "return [...document.querySelectorAll('figcaption .label')]"
+    labels = js(browser, "return [...document.querySelectorAll('section.cluster figcaption .label')]"
                          ".map(s => s.textContent)")
     assert len(labels) == 9 and set(labels) == {'disc', 'stripes', 'checks'}
