@@ -171,6 +171,6 @@ def test_pending_edits_survive_a_reload_and_leaving_asks(trained, browser):
 def test_labels_are_shown_under_the_images(trained, browser):
     root = trained[0]
     open_page(browser, root / 'predicted')
-    labels = js(browser, "return [...document.querySelectorAll('section.cluster figcaption .label')]"
-                         ".map(s => s.textContent)")
+    labels = js(browser, "return [...document.querySelectorAll("
+                         "'section.cluster figcaption .label')].map(s => s.textContent)")
     assert len(labels) == 9 and set(labels) == {'disc', 'stripes', 'checks'}
