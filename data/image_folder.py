@@ -36,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
 from data.base import ImageDataset
+from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
 from utils.progress import progress
 from utils.text import path_from_printable, printable_path, printable_relpath  # noqa: F401
@@ -405,10 +406,8 @@ def write_check_record(folder, record):
     scan = _SCANS[folder]
     files = {os.path.relpath(path, folder): [*key, *(dims or (None, None)), reason]
              for path, key, dims, reason in scan.checked}
-    os.makedirs(os.path.dirname(record), exist_ok=True)
-    with open(record + '.tmp', 'w') as f:
-        json.dump({'version': RECORD_VERSION, 'folder': folder, 'files': files}, f)
-    os.replace(record + '.tmp', record)
+    atomic_write_text(record, json.dumps({'version': RECORD_VERSION, 'folder': folder,
+                                          'files': files}))  # never through a link
 
 
 def check_files(folder, files, size, record):
