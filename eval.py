@@ -29,6 +29,7 @@ from sklearn.cluster import KMeans
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
 from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
+from annotation.overview import OverviewSettings
 from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
@@ -45,7 +46,8 @@ from utils.config import is_timm_backbone
 from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
-from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
+from utils.metrics import (cluster_metrics, confusion_counts, many_to_one_accuracy,
+                           per_class_precision_recall)
 from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
 from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
@@ -159,6 +161,9 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
         metrics = cluster_metrics(clusters, targets, len(classes), probs=probs)
         mapping = {k: c for k, c in metrics.pop('mapping').items() if k < num_clusters}
         results.update(metrics)
+        if num_clusters > len(classes):  # overclustering: Hungarian leaves clusters unmatched
+            results['acc_many_to_one'] = many_to_one_accuracy(
+                clusters[targets >= 0], targets[targets >= 0], num_clusters, len(classes))
         matched = np.array([mapping[k] for k in clusters])
         known = targets >= 0
         results['per_class'] = [dict(row, name=classes[row['class']]) for row in
@@ -217,8 +222,9 @@ def print_results(results):
         return
     if 'acc' in results:
         log(f"{results['step']}: ACC {results['acc']:.4f}  NMI {results['nmi']:.4f}  "
-            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
-            'green')
+            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}"
+            + (f"  many-to-one ACC {results['acc_many_to_one']:.4f}"
+               if 'acc_many_to_one' in results else ''), 'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
 
 
@@ -276,7 +282,8 @@ def annotation_request(args, cfg):
     naming = naming_request(args.naming_model, args.naming_weights, args.vocabulary,
                             args.naming_images) if args.naming_model else None
     request = ExportRequest(args.annotate, args.names, args.corrections, args.force,
-                            tuple(f for f in (cfg.folder, args.predict) if f), naming)
+                            tuple(f for f in (cfg.folder, args.predict) if f), naming,
+                            OverviewSettings.of_config(cfg))
     check_request(request)
     return request
 
@@ -292,11 +299,14 @@ def open_predict_folder(args, cfg):
 def prepare_annotation(request, cfg, device, model, head, model_path, evaluated, predict_set):
     """--annotate: the val split's images (as evaluated), or with --predict the new folder's,
     checked with the names and corrections before anything is written."""
-    val_set, probs = evaluated
+    val_set, probs, features = evaluated
     if predict_set is None:
-        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path)
-    predict_probs, _ = predict_dataset(model, head, predict_set, cfg, device)
-    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path)
+        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path,
+                              features)
+    predict_probs, _, predict_features = predict_dataset(model, head, predict_set, cfg, device,
+                                                         with_features=True)
+    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path,
+                          predict_features)
 
 
 def main(args):
@@ -326,7 +336,7 @@ def main(args):
         probs, targets, features = predict_val(model, head, val_set, cfg, device)
         if request:
             export = prepare_annotation(request, cfg, device, model, head, model_path,
-                                        (val_set, probs), predict_set)
+                                        (val_set, probs, features), predict_set)
             if request.naming:
                 suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
                               device, report=log)

@@ -1,6 +1,8 @@
 """eval.py --annotate OUTDIR: one folder a person opens, names and corrects the clusters in.
 
-    annotations.csv    one row per image: path, cluster, confidence, name, [label], source, id
+    annotations.csv    one row per image: path, cluster, confidence, name, [label], source, id,
+                       x, y (the map), duplicate_group, outlier_score (annotation/overview.py)
+    map.png            the map: one point per image, coloured by cluster
     index.html         the gallery (with gallery.js, gallery-data.js, thumbs/)
     prototypes/        cluster_K.png: the most confident images of each cluster in a grid
     names.yml          the names in use, to edit and pass back with --names
@@ -25,6 +27,7 @@ from annotation.images import image_set, match_names
 from annotation.naming import suggestions_json
 from annotation.names import AnnotationError, default_names, names_yaml, read_names
 from annotation.outfolder import ExportFolder
+from annotation.overview import MAP_NAME, Overview, OverviewSettings
 from annotation.tables import csv_text
 from utils.plots import prototype_grid
 from utils.progress import progress
@@ -50,6 +53,7 @@ class ExportRequest:
     force: bool = False           # --force: write beside files that are not ours
     image_folders: tuple = ()     # where nothing is ever written or removed
     naming: object = None         # --naming-model: annotation.naming.NamingRequest
+    overview: OverviewSettings = OverviewSettings()  # the map, duplicates, outliers
 
 
 def check_request(request):
@@ -65,9 +69,10 @@ def ranked_members(probs, clusters, cluster):
     return members[np.argsort(-probs[members, cluster], kind='stable')]
 
 
-def prepare_export(request, dataset, probs, source, model_path):
+def prepare_export(request, dataset, probs, source, model_path, features=None):
     """Check the output folder, the names and the corrections against the images and the
-    model's predictions (probs: N x clusters); raises AnnotationError, having written
+    model's predictions (probs: N x clusters; features: N x D, those the clusters were trained
+    on, for the map and the outliers); raises AnnotationError, having written
     nothing, when one of them is wrong."""
     folder = ExportFolder.open(request.out_dir, request.image_folders, request.force)
     images = image_set(dataset, source)
@@ -85,7 +90,8 @@ def prepare_export(request, dataset, probs, source, model_path):
     user_names = read_names(names_file, num_clusters) if names_file else {}
     export = Export(folder, images, probs, model_path, corrections, clusters, corrected,
                     names_file, user_names, write_names=kept_names is None,
-                    naming=request.naming is not None)
+                    naming=request.naming is not None,
+                    features=features, overview_settings=request.overview)
     folder.check_plan(export.planned_files())
     return export
 
@@ -99,19 +105,22 @@ class Export:
     """A checked export: write() writes it."""
 
     def __init__(self, folder, images, probs, model_path, corrections, clusters, corrected,
-                 names_file, user_names, write_names, naming=False):
+                 names_file, user_names, write_names, naming=False, features=None,
+                 overview_settings=OverviewSettings()):
         self.folder, self.images, self.probs = folder, images, probs
         self.model_path, self.corrections = visible_text(model_path), corrections
         self.clusters, self.corrected = clusters, corrected
         self.names_file = visible_text(names_file) if names_file else None
         self.user_names, self.write_names = user_names, write_names
+        self.features, self.overview_settings = features, overview_settings
         self.num_clusters = probs.shape[1]
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
         self.naming, self.suggestions, self.naming_info = naming, {}, None
 
     def planned_files(self):
-        files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME]
+        files = [CSV_NAME, 'index.html', 'gallery.js', 'gallery-data.js', SUMMARY_NAME,
+                 gallery.MAP_SCRIPT, MAP_NAME]
         files += [NAMES_NAME] if self.write_names else []
         files += [gallery.NAMING_SCRIPT] if self.naming else []
         files += [gallery.thumbnail_path(i) for i in range(len(self.images))]
@@ -141,6 +150,8 @@ class Export:
     def _write_files(self, names, metrics):
         folder = self.folder
         folder.begin(self.planned_files())
+        self.overview = Overview.compute(self.images, self.probs, self.features,
+                                         self.overview_settings)
         csv_path = folder.write_text(CSV_NAME, self._csv(names))
         failed = {}  # {image: why it could not be read again}
         self._write_thumbnails(failed)
@@ -171,11 +182,12 @@ class Export:
     def _csv(self, names):
         labels = self.images.labels
         header = ['path', 'cluster', 'confidence', 'name'] + (['label'] if labels else []) \
-            + ['source', 'id']
+            + ['source', 'id'] + Overview.CSV_HEADER
         confidences = self.confidences()
         rows = ([path, int(k), f"{confidences[i]:.4f}", names[int(k)]]
                 + ([labels[i]] if labels else [])
                 + ['corrected' if self.corrected[i] else 'model', i]
+                + self.overview.csv_cells(i)
                 for i, (path, k) in enumerate(zip(self.images.paths, self.clusters)))
         return csv_text(header, rows)
 
@@ -239,14 +251,20 @@ class Export:
             clusters[k]['suggestions'] = suggestions_json(suggestions)
         data = gallery.gallery_data(self.images, self.folder.path, self.probs.argmax(axis=1),
                                     self.probs.max(axis=1), clusters, self.corrections)
+        data.update(self.overview.gallery_data(self.num_clusters))
         self.folder.write_text('gallery-data.js', gallery.data_script(data))
         self.folder.write_text('gallery.js', gallery.gallery_script())
+        self.folder.write_text(gallery.MAP_SCRIPT, gallery.map_script())
+        self.folder.write(MAP_NAME, self.overview.map_png(
+            self.clusters, [names[k] for k in range(self.num_clusters)],
+            f"{self.images.source}: {len(self.images):,} images ({self.overview.method})"))
         if self.naming:
             self.folder.write_text(gallery.NAMING_SCRIPT, gallery.naming_script())
         self.folder.write_text('index.html', gallery.index_html(
-            f"Clusters of {self.images.source}", self._summary_lines(metrics),
+            f"Clusters of {self.images.source}",
+            self._summary_lines(metrics) + [self.overview.summary_line()],
             self.images.skipped, CSV_NAME,
-            scripts=[gallery.NAMING_SCRIPT] if self.naming else []))
+            scripts=([gallery.NAMING_SCRIPT] if self.naming else []) + [gallery.MAP_SCRIPT]))
 
     def _summary(self, names, metrics, failed):
         model_sizes = np.bincount(self.probs.argmax(axis=1), minlength=self.num_clusters)
@@ -266,6 +284,7 @@ class Export:
                    'num_images': len(self.images), 'names_file': self.names_file,
                    'clusters': clusters,
                    'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped]}
+        summary.update(self.overview.summary(self.images.paths))
         if self.corrections.file:
             summary['corrections'] = {
                 'file': visible_text(self.corrections.file),

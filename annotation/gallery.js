@@ -341,6 +341,7 @@
     renderNav();
     renderSelection();
     renderChanges();
+    document.dispatchEvent(new CustomEvent('scan-gallery-render'));  // map.js redraws
     const again = focused && document.querySelector(`[data-focus="${focused}"]`);
     if (again) again.focus();
   }
@@ -429,6 +430,7 @@
 
   const sectionHooks = [];  // functions (cluster, section node) run as each section is built
   window.scanGallery = {state, namesYaml, correctionsCsv, yamlString, csvCell, render,
-                        setName, sectionHooks, el};
+                        setName, sectionHooks, el,
+                        currentCluster, thumbnail, renderSelection};  // the last three: map.js
   start();
 })();

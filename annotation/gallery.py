@@ -20,6 +20,7 @@ MOST, LEAST, PAGE = 12, 6, 60  # per cluster: most and least confident shown, th
 SHOWN_SKIPPED = 1000  # skipped files listed in the page (all of them are in summary.json)
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gallery.js')
 NAMING_SCRIPT = 'naming.js'  # the suggested names' buttons (annotation/naming.js)
+MAP_SCRIPT = 'map.js'  # the map, duplicates and outliers (annotation/map.js)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 1.5em 1.5em; color: #222; }
@@ -104,6 +105,7 @@ def index_html(title, summary_lines, skipped, csv_name, scripts=()):
         '<button type="button" id="save-corrections">Save corrections</button>'
         '<details id="changes"><summary id="changes-summary"></summary>'
         '<ul id="changes-list"></ul></details></div>')
+    body.append('<div id="overview"></div>')  # map.js: the map, duplicates, top outliers
     body.append('<nav id="nav" aria-label="Clusters"></nav>')
     body.append('<section id="merged-section" hidden><h2>Merged clusters</h2>'
                 '<ul id="merged"></ul></section>')
@@ -129,4 +131,9 @@ def gallery_script():
 
 def naming_script():
     with open(os.path.join(os.path.dirname(SCRIPT), NAMING_SCRIPT), encoding='utf-8') as f:
+        return f.read()
+
+
+def map_script():
+    with open(os.path.join(os.path.dirname(SCRIPT), MAP_SCRIPT), encoding='utf-8') as f:
         return f.read()

@@ -32,7 +32,7 @@ JOURNAL_LIMIT = 64 << 20  # bytes read of a journal (a line per file: far more t
 WRITTEN_BY = 'SCAN eval.py --annotate'
 # Only files named as exports name them are ever removed, whatever a manifest says.
 OUR_NAMES = re.compile(r'(annotations\.csv|index\.html|gallery\.js|gallery-data\.js|names\.yml'
-                       r'|naming\.js'
+                       r'|naming\.js|map\.js|map\.png'
                        r'|summary\.json|thumbs/\d{7,}\.png|prototypes/cluster_\d{3,}\.png)')
 SHOWN = 5  # file names listed in a refusal
 # The temporary files of write() (tempfile.mkstemp: the prefix and 8 random characters), which

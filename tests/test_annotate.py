@@ -88,12 +88,16 @@ def annotated(run):
 def test_csv_has_one_row_per_readable_image(run, annotated):
     out, results = annotated
     header, rows = read_csv(os.path.join(out, 'annotations.csv'))
-    assert header == ['path', 'cluster', 'confidence', 'name', 'source', 'id']  # no label
+    assert header == ['path', 'cluster', 'confidence', 'name', 'source', 'id',
+                      'x', 'y', 'duplicate_group', 'outlier_score']  # no label
     assert [row[0] for row in rows] == sorted(run.truth)  # every good image once, none bad
     assert len(rows) == 3 * PER_KIND
-    for i, (path, cluster, confidence, name, source, image_id) in enumerate(rows):
+    for i, (path, cluster, confidence, name, source, image_id, x, y, _, outlier) in \
+            enumerate(rows):
         assert 0 <= int(cluster) < 3 and 1 / 3 <= float(confidence) <= 1
         assert name == f"cluster {cluster}" and source == 'model' and image_id == str(i)
+        assert 0 <= float(x) <= 1 and 0 <= float(y) <= 1 and 0 <= float(outlier) <= 1
+    assert os.path.isfile(os.path.join(out, 'map.png'))  # the map of the model's features
     assert results['annotations'] == os.path.join(out, 'annotations.csv')
     summary = json.load(open(os.path.join(out, 'summary.json')))
     assert sorted(s['path'] for s in summary['skipped']) == sorted(run.bad)
@@ -179,7 +183,8 @@ def test_predict_assigns_new_images(run, annotated, tmp_path):
     out = tmp_path / 'predicted'
     run.eval('selflabel', '--predict', str(new), '--annotate', str(out))
     header, rows = read_csv(out / 'annotations.csv')
-    assert header == ['path', 'cluster', 'confidence', 'name', 'source', 'id']
+    assert header == ['path', 'cluster', 'confidence', 'name', 'source', 'id',
+                      'x', 'y', 'duplicate_group', 'outlier_score']
     assert [r[0] for r in rows] == sorted(truth) and len(rows) == 12
     # the new images land in the cluster that holds their kind in the training folder
     cluster_of_kind = {}
@@ -198,7 +203,8 @@ def test_predict_on_a_labelled_tree_names_clusters_by_class(run, tmp_path):
     out = tmp_path / 'predicted'
     run.eval('selflabel', '--predict', str(new), '--annotate', str(out))
     header, rows = read_csv(out / 'annotations.csv')
-    assert header == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id']
+    assert header == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id',
+                      'x', 'y', 'duplicate_group', 'outlier_score']
     assert all(r[4] == truth[r[0]] for r in rows)
     assert all(r[3] in KINDS for r in rows)  # Hungarian-matched class names by default
     assert np.mean([r[3] == r[4] for r in rows]) >= 0.75
@@ -216,7 +222,8 @@ def test_labelled_folder_gives_labels_and_matched_names(run, tmp_path):
     results = run.eval('selflabel', '--model', model, '--annotate', str(out),
                        opts=[f'folder={tree}'])
     header, rows = read_csv(out / 'annotations.csv')
-    assert header == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id']
+    assert header == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id',
+                      'x', 'y', 'duplicate_group', 'outlier_score']
     assert [r[0] for r in rows] == sorted(truth) and all(r[4] == truth[r[0]] for r in rows)
     matched = {int(k): v for k, v in results['cluster_to_class'].items()}
     assert all(r[3] == matched[int(r[1])] for r in rows)  # names default to the matched class
@@ -408,7 +415,8 @@ def test_gallery_opens_in_headless_chromium(annotated, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
     images = WebDriverWait(browser, 20).until(lambda d: (lambda found: found if all(
         complete and width > 0 for _, complete, width, _ in found) else None)(js(
-            d, "return [...document.images].map(i => [i.getAttribute('src'), i.complete, "
+            d, "return [...document.querySelectorAll('#clusters img')].map(i => "
+               "[i.getAttribute('src'), i.complete, "
                "i.naturalWidth, i.loading])")))
     assert len(images) == 3 * (12 + 6) and all(lazy == 'lazy' for *_, lazy in images)
     browser.save_screenshot(str(tmp_path / 'gallery.png'))
@@ -478,7 +486,7 @@ def test_corrections_made_in_the_page_are_applied(run, annotated, browser, tmp_p
     corrected = tmp_path / 'corrected'
     run.eval('selflabel', '--annotate', str(corrected), '--corrections', path)
     header, rows = read_csv(corrected / 'annotations.csv')
-    assert header[-2:] == ['source', 'id']
+    assert header[-6:] == ['source', 'id', 'x', 'y', 'duplicate_group', 'outlier_score']
     for i, (row, model_row) in enumerate(zip(rows, model_rows)):
         expected = '1' if i in (first, second) else '0' if model_row[1] == '2' else model_row[1]
         assert row[0] == model_row[0] and row[1] == expected

@@ -129,7 +129,8 @@ def test_more_classes_than_clusters_are_named_and_exported(images, tmp_path):
     assert set(matched) <= {0, 1, 2} and len(dataset.classes) == 4 and metrics['acc'] <= 1
     export(tmp_path / 'out', images)
     rows = read_csv(tmp_path / 'out' / 'annotations.csv')
-    assert list(rows[0]) == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id']
+    assert list(rows[0]) == ['path', 'cluster', 'confidence', 'name', 'label', 'source', 'id',
+                             'x', 'y', 'duplicate_group', 'outlier_score']
     assert {r['label'] for r in rows} == set(dataset.classes)
     assert [int(r['id']) for r in rows] == list(range(len(rows)))
     assert yaml.safe_load((tmp_path / 'out' / 'names.yml').read_text()).keys() == {0, 1, 2}
