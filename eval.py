@@ -26,10 +26,14 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from annotation.class_folders import check_destination, export_class_folders
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
+from annotation.images import match_names
 from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
 from annotation.overview import OverviewSettings
+from annotation.prediction_cache import (cache_path, cached_predictions, load_predictions,
+                                         prediction_key, save_predictions, saved_metrics)
 from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader
 from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
@@ -52,6 +56,7 @@ from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
 from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
 from utils.prototypes import original_prototypes
+from utils.run_warnings import collapse_warnings, run_warnings
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
 
 PROTOTYPES_PER_CLUSTER = 8
@@ -169,9 +174,10 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
         results['per_class'] = [dict(row, name=classes[row['class']]) for row in
                                 per_class_precision_recall(matched[known], targets[known],
                                                            len(classes))]
-        results['cluster_to_class'] = {str(k): (classes[c] if c >= 0 else None)
+        sizes = results['cluster_sizes']  # an empty cluster is never named after a class
+        results['cluster_to_class'] = {str(k): (classes[c] if c >= 0 and sizes[k] else None)
                                        for k, c in mapping.items()}
-        names.update({k: classes[c] for k, c in mapping.items() if c >= 0})
+        names.update({k: classes[c] for k, c in mapping.items() if c >= 0 and sizes[k]})
         order = cluster_order(mapping, num_clusters)
         counts = confusion_counts(clusters[known], targets[known], num_clusters, len(classes)).T
         path = os.path.join(out_dir, 'confusion_matrix.png')
@@ -188,6 +194,9 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
     write_confident_grid(val_set, probs, names, order, grid,
                          f"most confident images per cluster ({cfg.step})")
     results.setdefault('figures', []).extend([path, grid])
+    results['notes'] = run_warnings(cfg.paths, cfg.step, kind='note')
+    results['warnings'] = run_warnings(cfg.paths, cfg.step) \
+        + collapse_warnings(results['cluster_sizes'])
     return results
 
 
@@ -220,12 +229,18 @@ def print_results(results):
             log(f"pretext: kNN acc {results['knn_acc']:.4f}; k-means ACC {km['acc']:.4f} "
                 f"NMI {km['nmi']:.4f} ARI {km['ari']:.4f} AMI {km['ami']:.4f}", 'green')
         return
+    if 'predict' in results:
+        log(f"new images of {results['predict']} (not the training folder):")
     if 'acc' in results:
         log(f"{results['step']}: ACC {results['acc']:.4f}  NMI {results['nmi']:.4f}  "
             f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}"
             + (f"  many-to-one ACC {results['acc_many_to_one']:.4f}"
                if 'acc_many_to_one' in results else ''), 'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
+    for message in results.get('notes', []):
+        log(f"note: {message}")
+    for message in results.get('warnings', []):
+        log(f"warning: {message}", 'yellow')
 
 
 def get_eval_parser():
@@ -243,6 +258,11 @@ def get_eval_parser():
     parser.add_argument('--corrections', default=None, metavar='CORRECTIONS.csv',
                         help='with --annotate: move images and merge clusters as listed (the '
                              'file the gallery\'s "Save corrections" downloads)')
+    parser.add_argument('--export-folders', default=None, metavar='DIR',
+                        help='with --annotate: also write the clusters as DIR/<cluster name>/ '
+                             'folders of links to the images (torchvision ImageFolder reads it)')
+    parser.add_argument('--copy-images', action='store_true',
+                        help='with --export-folders: copies of the images instead of links')
     parser.add_argument('--force', action='store_true',
                         help='with --annotate: write into a folder that holds other files, '
                              'beside them (a file of the same name as ours is never replaced)')
@@ -264,10 +284,13 @@ def get_eval_parser():
 
 def annotation_request(args, cfg):
     """--annotate and its options, checked before any model runs."""
-    if (args.names or args.predict or args.corrections or args.force or args.naming_model) \
-            and not args.annotate:
-        raise AnnotationError("--names, --corrections, --predict, --force and --naming-model go "
-                              "with --annotate OUTDIR (where the results are written)")
+    if (args.names or args.predict or args.corrections or args.force or args.naming_model
+            or args.export_folders or args.copy_images) and not args.annotate:
+        raise AnnotationError("--names, --corrections, --predict, --force, --naming-model and "
+                              "--export-folders go with --annotate OUTDIR (where the results "
+                              "are written)")
+    if args.copy_images and not args.export_folders:
+        raise AnnotationError("--copy-images goes with --export-folders DIR")
     if (args.naming_weights or args.vocabulary or args.naming_images != IMAGES_PER_CLUSTER) \
             and not args.naming_model:
         raise AnnotationError("--naming-weights, --vocabulary and --naming-images go with "
@@ -285,6 +308,8 @@ def annotation_request(args, cfg):
                             tuple(f for f in (cfg.folder, args.predict) if f), naming,
                             OverviewSettings.of_config(cfg))
     check_request(request)
+    if args.export_folders:
+        check_destination(args.export_folders, request.image_folders)
     return request
 
 
@@ -296,17 +321,56 @@ def open_predict_folder(args, cfg):
     return ImageFolderDataset(args.predict, resize=t.resize or t.crop_size)
 
 
-def prepare_annotation(request, cfg, device, model, head, model_path, evaluated, predict_set):
-    """--annotate: the val split's images (as evaluated), or with --predict the new folder's,
-    checked with the names and corrections before anything is written."""
-    val_set, probs, features = evaluated
-    if predict_set is None:
-        return prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path,
-                              features)
-    predict_probs, _, predict_features = predict_dataset(model, head, predict_set, cfg, device,
-                                                         with_features=True)
-    return prepare_export(request, predict_set, predict_probs, predict_set.folder, model_path,
-                          predict_features)
+def saved_or_predicted(cfg, out_dir, source, model_path, head, dataset, predict):
+    """(probs, targets, features, key, reused) of the model on `dataset`: saved by an earlier eval of the same model
+    file on the same images (annotation/prediction_cache.py), else predict() and saved."""
+    probs, targets, features, key, reused = cached_predictions(
+        out_dir, source, model_path, head, cfg.precision, dataset, predict)
+    if reused:
+        log(f"predictions of {len(dataset):,} images reused from {cache_path(out_dir, source)} "
+            f"(same model file, same images)")
+    return probs, targets, features, key, reused
+
+
+def saved_val_results(cfg, out_dir, model_path, model, head, val_set, device):
+    """(results or None, probs, targets, features, key) on the val split. The same
+    model file on the same images: the saved predictions and the metrics and figures made from
+    them, nothing run or redrawn; otherwise the model runs and its predictions are saved."""
+    key = prediction_key(model_path, head, cfg.precision, val_set)
+    path = cache_path(out_dir, 'val')
+    saved = load_predictions(path, key)
+    results = saved_metrics(out_dir, key) if saved is not None else None
+    if results is not None:
+        log(f"predictions of {len(val_set):,} images reused from {path} (same model file, "
+            f"same images), with their metrics and figures")
+        return results, *saved, key
+    probs, targets, features = predict_val(model, head, val_set, cfg, device)
+    save_predictions(path, key, probs, targets, features)
+    return None, probs, targets, features, key
+
+
+def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_set, device):
+    """--predict: only the new images go through the model; their own sizes and, where they
+    are labelled, their own metrics. The training folder's predictions (saved by an earlier
+    eval, else computed once) only name the clusters where it has labels."""
+    probs, _, features, *_ = saved_or_predicted(
+        cfg, out_dir, predict_set.folder, model_path, head, predict_set,
+        lambda: predict_dataset(model, head, predict_set, cfg, device, with_features=True))
+    sizes = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+    results = {'step': cfg.step, 'model': model_path, 'predict': predict_set.folder,
+               'cluster_sizes': sizes.tolist(), 'notes': run_warnings(cfg.paths, cfg.step, 'note'),
+               'warnings': run_warnings(cfg.paths, cfg.step) + collapse_warnings(sizes)}
+    _, metrics = match_names(predict_set, probs)
+    results.update({k: metrics[k] for k in ('acc', 'nmi', 'ari', 'ami', 'acc_top5')
+                    if metrics and k in metrics})
+    matched = {}
+    if val_set.has_labels:
+        val_probs, *_ = saved_or_predicted(
+            cfg, out_dir, 'val', model_path, head, val_set,
+            lambda: predict_val(model, head, val_set, cfg, device))
+        matched = match_names(val_set, val_probs)[0]
+    results['cluster_to_class'] = {str(k): v for k, v in matched.items()}
+    return results, probs, features
 
 
 def main(args):
@@ -333,25 +397,38 @@ def main(args):
             read_names(args.names, model.cluster_head[0].out_features)
         predict_set = open_predict_folder(args, cfg)
         val_set = build_dataset(cfg, 'val')
-        probs, targets, features = predict_val(model, head, val_set, cfg, device)
-        if request:
-            export = prepare_annotation(request, cfg, device, model, head, model_path,
-                                        (val_set, probs, features), predict_set)
-            if request.naming:
-                suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
-                              device, report=log)
-        results = evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
-                                      features)
-    path = os.path.join(out_dir, 'metrics.json')
-    atomic_write_text(path, json.dumps(results, indent=2))
+        if predict_set is not None:
+            results, probs, features = evaluate_new_images(cfg, out_dir, model_path, model, head,
+                                                           val_set, predict_set, device)
+            export = prepare_export(request, predict_set, probs, predict_set.folder, model_path,
+                                    features)
+        else:
+            results, probs, targets, features, key = saved_val_results(
+                cfg, out_dir, model_path, model, head, val_set, device)
+            if request:
+                export = prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val",
+                                        model_path, features)
+            if results is None:
+                results = dict(evaluate_clustering(cfg, model_path, out_dir, val_set, probs,
+                                                   targets, head, features), predictions_key=key)
+        if export is not None and request.naming:
+            suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
+                          device, report=log)
+    if 'predict' not in results:  # the step's metrics.json stays that of its own images
+        path = os.path.join(out_dir, 'metrics.json')
+        atomic_write_text(path, json.dumps(results, indent=2))
     print_results(results)
-    log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
+    if 'predict' not in results:
+        log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
     if export:
         matched = {int(k): v for k, v in results.get('cluster_to_class', {}).items()}
+        export.notes, export.warnings = results['notes'], run_warnings(cfg.paths, cfg.step)
         results['annotations'] = export.write(matched)
         log(f"annotations: {results['annotations']}\n"
             f"gallery: {os.path.join(args.annotate, 'index.html')}"
             + (f"\nnames from: {export.names_file}" if export.names_file else ''), 'green')
+        if args.export_folders:
+            log(export_class_folders(args.export_folders, export, args.copy_images), 'green')
     return results
 
 

@@ -30,6 +30,7 @@ from utils.inference import predict_clusters
 from utils.metrics import labelled_metrics, non_empty_clusters
 from utils.progress import progress
 from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
+from utils.selflabel_report import buffers_snapshot, report_epoch, report_run, restore_buffers
 from utils.training import (RunLog, build_optimizer, build_scheduler, epoch_seed, input_digests,
                             plain, restore_checkpoint, resume_state, save_checkpoint,
                             seed_everything)
@@ -40,18 +41,23 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch, hea
     model.eval() if head_only else model.train()
     loss_sum = torch.zeros((), device=device)
     confident, seen, skipped, steps = 0, 0, 0, 0
+    top = torch.zeros((), device=device)  # the highest weak-view probability seen
     bar = progress(loader, desc=f"selflabel epoch {epoch}", leave=False)
     for batch in bar:
         weak = to_device(batch['image'], device)
         strong = to_device(batch['image_augmented'], device)
+        saved = buffers_snapshot(model) if model.training else None
         with autocast(device):
             with torch.no_grad():
                 weak_logits = model(weak)[0]
             strong_logits = model(strong)[0]
         loss, n_confident = criterion(weak_logits, strong_logits)
+        top = torch.maximum(top, weak_logits.detach().float().softmax(1).max())
         seen += weak.shape[0]
         confident += n_confident
-        if loss is None:  # nothing confident in this batch: nothing to learn from it
+        if loss is None:  # nothing confident in this batch: it changes nothing, not even BN
+            if saved is not None:
+                restore_buffers(model, saved)
             skipped += 1
             continue
         optimizer.zero_grad(set_to_none=True)
@@ -63,7 +69,8 @@ def train_one_epoch(model, ema, loader, criterion, optimizer, device, epoch, hea
         steps += 1
         bar.set_postfix(confident=f"{confident / seen:.2f}")
     return {'loss': (loss_sum / steps).item() if steps else None,
-            'confident_share': confident / max(seen, 1), 'skipped_batches': skipped}
+            'confident_share': confident / max(seen, 1), 'skipped_batches': skipped,
+            'max_confidence': round(top.item(), 4)}
 
 
 def build_ema(cfg, model, state):
@@ -135,9 +142,11 @@ def main(args):
             record.update({f'val_{k}': v for k, v in (metrics or {}).items()})
         extra = {'ema': ema.state_dict()} if averaged else {}
         run_log.write(record)
+        report_epoch(record, cfg.confidence_threshold)
         save_checkpoint(cfg.paths.selflabel_checkpoint, cfg, epoch + 1, trained, optimizer,
                         scheduler, log=run_log.records, inputs=inputs, **extra)
     if is_main_process():
+        report_run(cfg.paths.selflabel_dir, run_log.records, cfg.confidence_threshold)
         if trained is not model:  # heads trained on cached features: save them with the backbone
             model.cluster_head.load_state_dict(final.cluster_head.state_dict())
             final = model

@@ -13,6 +13,7 @@ import torch
 from data import build_dataset, val_is_train
 from data.device_loader import make_eval_loader, make_train_loader
 from data.feature_cache import backbone_fingerprint, split_features
+from data.first_notes import report_image_settings
 from data.fingerprint import record_fingerprint
 from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
@@ -170,6 +171,7 @@ def pretext_from_pretrained(cfg, device):
         backbone = prepare_model(backbone, device).eval()
         complete_image_settings(cfg)
         lock_run_folder(cfg, cfg.paths.pretext_dir)
+        report_image_settings(cfg, backbone_was_auto=False)
         record_fingerprint(cfg)  # the images the neighbours and features point at
         weights = 'the Hugging Face hub' if cfg.pretrained_weights == 'hub' else \
             cfg.pretrained_weights
@@ -191,8 +193,10 @@ def main(args):
         results = pretext_from_pretrained(cfg, device)
         cleanup_distributed()
         return results
+    backbone_was_auto = cfg.backbone == 'auto'
     complete_image_settings(cfg)
     lock_run_folder(cfg, cfg.paths.pretext_dir)
+    report_image_settings(cfg, backbone_was_auto)
     record_fingerprint(cfg)  # the images the neighbours will point at (checked on a resume)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
     model = prepare_model(model, device)

@@ -28,10 +28,12 @@ from annotation.naming import suggestions_json
 from annotation.names import AnnotationError, default_names, names_yaml, read_names
 from annotation.outfolder import ExportFolder
 from annotation.overview import MAP_NAME, Overview, OverviewSettings
+from annotation.prediction_cache import images_key, same_images_as_before
 from annotation.tables import csv_text
 from utils.plots import prototype_grid
 from utils.progress import progress
-from utils.text import visible_text
+from utils.run_warnings import collapse_warnings
+from utils.text import plural, visible_text
 
 CSV_NAME = 'annotations.csv'
 NAMES_NAME = 'names.yml'
@@ -116,6 +118,8 @@ class Export:
         self.num_clusters = probs.shape[1]
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
+        self.notes, self.warnings = [], []  # of the run that made the model (eval.py sets them)
+        self.images_key = images_key(images.dataset)
         self.naming, self.suggestions, self.naming_info = naming, {}, None
 
     def planned_files(self):
@@ -138,6 +142,7 @@ class Export:
         names = default_names(self.num_clusters, own or matched_names)
         names.update({k: s.chosen for k, s in self.suggestions.items()})
         names.update(self.user_names)  # the user's names always win
+        self.names = names  # for --export-folders
         try:
             return self._write_files(names, metrics)
         except OSError as error:  # a full disk, a folder made read-only meanwhile, ...
@@ -201,7 +206,11 @@ class Export:
             return Image.new('RGB', (gallery.THUMB_SIZE, gallery.THUMB_SIZE), (200, 200, 200))
 
     def _write_thumbnails(self, failed):
+        same_images = same_images_as_before(self.folder, self.images_key)
+
         def write_one(index):
+            if same_images and self.folder.keep(gallery.thumbnail_path(index)):
+                return  # an earlier export of these very images made it
             image = self._load(lambda i: self.images.load_thumbnail(i, gallery.THUMB_SIZE),
                                index, failed)
             self.folder.write(gallery.thumbnail_path(index), gallery.thumbnail_png(image))
@@ -236,12 +245,17 @@ class Export:
                          f"AMI {metrics['ami']:.4f}.")
         if self.corrections.file:
             lines.append(f"Corrections applied from {visible_text(self.corrections.file)}: "
-                         f"{len(self.corrections.moves):,} images moved, "
-                         f"{len(self.corrections.merges)} clusters merged "
-                         f"({int(self.corrected.sum()):,} images corrected).")
+                         f"{plural(len(self.corrections.moves), 'image')} moved, "
+                         f"{plural(len(self.corrections.merges), 'cluster')} merged "
+                         f"({plural(int(self.corrected.sum()), 'image')} corrected).")
         if images.skipped:
-            lines.append(f"{len(images.skipped):,} files were skipped (listed at the end).")
-        return lines
+            lines.append(f"{plural(len(images.skipped), 'file')} skipped (listed at the end).")
+        return lines + [f"Note: {n}" for n in self.notes] \
+            + [f"Warning: {w}" for w in self.all_warnings()]
+
+    def all_warnings(self):
+        """The run's warnings, then those of these images' clusters (empty, collapsed)."""
+        return self.warnings + collapse_warnings([self.sizes[k] for k in self.kept], self.kept)
 
     def _write_gallery(self, names, grids, metrics):
         model_sizes = np.bincount(self.probs.argmax(axis=1), minlength=self.num_clusters)
@@ -283,7 +297,9 @@ class Export:
         summary = {'images': self.images.source, 'model': self.model_path,
                    'num_images': len(self.images), 'names_file': self.names_file,
                    'clusters': clusters,
-                   'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped]}
+                   'skipped': [{'path': p, 'reason': r} for p, r in self.images.skipped],
+                   'notes': self.notes, 'warnings': self.all_warnings(),
+                   'images_key': self.images_key}
         summary.update(self.overview.summary(self.images.paths))
         if self.corrections.file:
             summary['corrections'] = {

@@ -124,6 +124,9 @@
                     image);
     pick.addEventListener('click', () => toggleSelected(id, figure, pick));
     const caption = el('figcaption', {}, (data.confidence[id] / 1000).toFixed(3));
+    if (data.labels && data.labels[id]) {  // the true class, visible, in a labelled export
+      caption.append(' ', el('span', {class: 'label'}, data.labels[id]));
+    }
     if (note) caption.append(' ', el('span', {class: 'note'}, note));
     if (data.hrefs[id]) {
       caption.append(' ', el('a', {href: data.hrefs[id], title: `open ${data.tails[id]}`},

@@ -20,6 +20,9 @@ MOST, LEAST, PAGE = 12, 6, 60  # per cluster: most and least confident shown, th
 SHOWN_SKIPPED = 1000  # skipped files listed in the page (all of them are in summary.json)
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gallery.js')
 NAMING_SCRIPT = 'naming.js'  # the suggested names' buttons (annotation/naming.js)
+# written together as gallery.js: the gallery, then its local storage of pending edits
+SCRIPTS = [os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+           for name in ('gallery.js', 'gallery-storage.js')]
 MAP_SCRIPT = 'map.js'  # the map, duplicates and outliers (annotation/map.js)
 
 STYLE = """
@@ -125,8 +128,11 @@ def index_html(title, summary_lines, skipped, csv_name, scripts=()):
 
 
 def gallery_script():
-    with open(SCRIPT, encoding='utf-8') as f:
-        return f.read()
+    texts = []
+    for path in SCRIPTS:
+        with open(path, encoding='utf-8') as f:
+            texts.append(f.read())
+    return '\n'.join(texts)
 
 
 def naming_script():

@@ -13,6 +13,8 @@ import pathlib
 import urllib.parse
 from dataclasses import dataclass
 
+import numpy as np
+
 from data.image_folder import load_thumbnail
 from utils.metrics import cluster_metrics
 from utils.text import printable_path, printable_relpath, visible_text
@@ -101,4 +103,6 @@ def match_names(dataset, probs):
     classes = class_names(dataset)
     metrics = cluster_metrics(probs.argmax(axis=1), dataset.targets, len(classes), probs=probs)
     mapping = metrics.pop('mapping')
-    return {k: classes[c] for k, c in mapping.items() if c >= 0 and k < probs.shape[1]}, metrics
+    sizes = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+    return {k: classes[c] for k, c in mapping.items()  # an empty cluster keeps 'cluster K'
+            if c >= 0 and k < probs.shape[1] and sizes[k]}, metrics

@@ -237,6 +237,15 @@ class ExportFolder:
     def write_text(self, relative, text):
         return self.write(relative, text.encode('utf-8'))
 
+    def keep(self, relative):
+        """Keep a file of the earlier export, unchanged, as this export's (it would be written
+        identical: a thumbnail of the same image); False where it cannot be kept."""
+        entry = self.previous.get(relative)
+        if not isinstance(entry, dict) or 'sha256' not in entry or not self.is_ours(relative):
+            return False
+        self.written[relative] = entry
+        return True
+
     def finish(self):
         """The manifest of what this export wrote: the next export replaces only these."""
         self._write_manifest(self.written)

@@ -10,6 +10,7 @@ from data.timm_preprocessing import apply_timm_data_config
 from utils.config import ConfigError, is_timm_backbone
 from utils.k_selection import check_range
 from utils.paths import is_inside
+from utils.text import plural
 
 MIN_SIZE = 16  # tiny images (8x8 icons, digits) are upsampled to this: crops need room
 PHOTO_SIZE, PHOTO_RESIZE = 32, 36  # larger images: CIFAR's size, what two CPU cores can train
@@ -58,12 +59,12 @@ def check_folder(cfg, dataset):
     if cfg.num_classes == 'auto':
         check_range(cfg.num_classes_range, n, where)
     elif n < cfg.num_classes:
-        raise FolderError(f"{cfg.folder} has {n} readable image(s), fewer than num_classes="
+        raise FolderError(f"{cfg.folder} has {plural(n, 'readable image')}, fewer than num_classes="
                           f"{cfg.num_classes} ({where}): add images or lower it with "
                           f"--opts num_classes=N")
     for key in ('num_neighbors', 'num_neighbors_val'):
         if key in cfg and n <= cfg[key]:
-            raise FolderError(f"{cfg.folder} has {n} readable image(s), not more than {key}="
+            raise FolderError(f"{cfg.folder} has {plural(n, 'readable image')}, not more than {key}="
                               f"{cfg[key]} ({where}): each image needs that many other images as "
                               f"neighbours; add images or lower it with --opts {key}=N")
     if cfg.batch_size > n:

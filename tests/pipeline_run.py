@@ -25,10 +25,12 @@ def write_env(folder, root_dir):
     return path
 
 
-def folder_outputs(root_dir, folder):
-    """Where the steps write for an image folder: <root_dir>/folder-<name>-<hash of its path>."""
-    return os.path.join(str(root_dir), output_name({'train_db_name': 'folder',
-                                                    'folder': str(folder)}))
+def folder_outputs(root_dir, folder, backbone='auto', seed=0):
+    """Where the steps write for an image folder: <root_dir>/folder-<name>-<hash of its path>,
+    then -<timm model> for a pretrained backbone and -seed<N> for a seed other than 0."""
+    return os.path.join(str(root_dir), output_name({'train_db_name': 'folder', 'seed': seed,
+                                                    'folder': str(folder),
+                                                    'backbone': backbone}))
 
 
 def write_config(dest, step, base='digits', **changes):

@@ -32,7 +32,9 @@ def digits_exp(tmp_path, **changes):
 def test_every_shipped_config_is_valid(config, tmp_path):
     opts = [f'folder={tmp_path}'] if '_folder' in os.path.basename(config) else []
     cfg = load_config(os.path.join(ROOT, 'configs', 'env.yml'), config, opts)
-    assert cfg.paths.pretext_dir.endswith(os.path.join(cfg.train_db_name, 'pretext')) \
+    # <dataset>/, or <dataset>-<timm model>/ for a pretrained backbone (kept apart)
+    suffix = '-' + cfg.backbone.removeprefix('timm/') if cfg.backbone.startswith('timm/') else ''
+    assert cfg.paths.pretext_dir.endswith(os.path.join(cfg.train_db_name + suffix, 'pretext')) \
         or cfg.train_db_name == 'folder'
 
 

@@ -277,7 +277,7 @@ def test_later_steps_do_not_resume_from_the_outputs_of_an_earlier_run(run, tmp_p
                 os.remove(os.path.join(outputs, step, name))
         run_step(module, env, run.configs[step], *opts)
 
-    rerun('pretext', simclr, 'seed=1')
+    rerun('pretext', simclr, 'epochs=2')  # trained again from the start: other weights
     checkpoint = os.path.join(outputs, 'scan', 'checkpoint.pth.tar')
     with pytest.raises(ResumeConflict) as error:
         run_step(scan, env, run.configs['scan'])

@@ -65,7 +65,7 @@ def test_the_next_run_removes_temporaries_of_killed_writers_and_nothing_else(tmp
     lock_output_folder(str(tmp_path))
     release_output_locks()
     assert sorted(os.listdir(tmp_path)) == ['checkpoint.pth.tar', 'notes.txt']
-    assert "removed 2 temporary file(s) left by a killed run" in capsys.readouterr().out
+    assert "removed 2 temporary files left by a killed run" in capsys.readouterr().out
 
 
 def test_the_log_is_rewritten_to_the_epochs_of_the_checkpoint(tmp_path):
@@ -232,8 +232,8 @@ def test_a_full_disk_during_a_step_is_a_message(tmp_path, monkeypatch, shapes):
                           '--opts', 'epochs=1')
     assert "the disk is full" in message and 'Traceback' not in message
     # the log line of epoch 1 is there, its checkpoint not: the next run starts the log afresh
-    assert sorted(os.listdir(pretext_dir(tmp_path / 'out', shapes))) == ['fingerprint.json',
-                                                                         'log.jsonl']
+    assert sorted(os.listdir(pretext_dir(tmp_path / 'out', shapes))) == [
+        'fingerprint.json', 'folder-check.json', 'log.jsonl', 'warnings.json']
     assert folder_hash(shapes.folder) == shapes.before
 
 
@@ -361,7 +361,8 @@ def test_every_numeric_key_has_a_range():
     keys = set(numeric_keys(COMMON_SCHEMA))
     for schema in STEP_SCHEMAS.values():
         keys |= set(numeric_keys(schema))
-    assert sorted(keys - set(RANGES) - UNBOUNDED - {'epochs'}) == []  # epochs: check_epochs
+    # epochs: check_epochs; num_classes_range: check_num_classes
+    assert sorted(keys - set(RANGES) - UNBOUNDED - {'epochs', 'num_classes_range'}) == []
 
 
 # 12. Progress bars only on a terminal ----------------------------------------------------------
@@ -389,6 +390,6 @@ def test_a_redirected_run_prints_one_line_per_epoch(tmp_path, shapes):
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
     assert '\r' not in output and 'it/s' not in output
-    assert [line.split()[0] for line in output.splitlines() if line.startswith('epoch=')] == \
-        ['epoch=1', 'epoch=2']
+    assert [line.split()[1] for line in output.splitlines() if line.startswith('epoch ')] == \
+        ['1', '2']
     assert folder_hash(shapes.folder) == shapes.before

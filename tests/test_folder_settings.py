@@ -86,8 +86,8 @@ def test_explicit_settings_win(tmp_path):
 
 
 @pytest.mark.parametrize('n, opts, message', [
-    (4, ['num_classes=5'], "has 4 readable image(s), fewer than num_classes=5"),
-    (20, [], "has 20 readable image(s), not more than num_neighbors=20"),
+    (4, ['num_classes=5'], "has 4 readable images, fewer than num_classes=5"),
+    (20, [], "has 20 readable images, not more than num_neighbors=20"),
     (5, ["num_neighbors=4"], "not more than num_neighbors_val=5"),
 ])
 def test_too_few_images_stop_before_training(tmp_path, n, opts, message):

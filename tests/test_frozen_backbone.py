@@ -20,6 +20,7 @@ from tests.folder_images import KINDS, picture
 from tests.pipeline_run import (folder_outputs, run_eval, run_step, scan, selflabel, simclr,
                                 write_env)
 from tests.test_annotate import hungarian_acc
+from utils.experiment_clash import ExperimentClash
 from utils.runtime import get_args_parser, run_cli
 
 PER_KIND = 20
@@ -81,7 +82,8 @@ class Pipeline:
         return run_eval(self.env(name), CONFIGS[step], *args, '--opts', *self.opts(step))
 
     def pretext_dir(self, name):
-        return os.path.join(folder_outputs(os.path.join(self.root, name, 'out'), self.folder),
+        return os.path.join(folder_outputs(os.path.join(self.root, name, 'out'), self.folder,
+                                           backbone='timm/vit_tiny_patch16_224'),
                             'pretext')
 
 
@@ -183,6 +185,10 @@ def test_cache_is_reused_and_invalidated_when_images_or_backbone_change(tmp_path
     assert (first, again) == ('embedded (not computed yet)', 'cached')
 
     pipeline.weights = write_weights(tmp_path / 'b.safetensors', 1)  # another backbone
+    with pytest.raises(ExperimentClash, match='changed: pretrained_weights'):
+        pipeline.step('run', 'pretext')  # another experiment: never over the first one
+    model = os.path.join(pipeline.pretext_dir('run'), 'model.pth.tar')
+    os.remove(model)  # as the message says; the cached features stay
     assert pipeline.step('run', 'pretext')['train']['features'] == \
         'embedded (the backbone changed since it was computed)'
 
@@ -195,6 +201,7 @@ def test_cache_is_reused_and_invalidated_when_images_or_backbone_change(tmp_path
     assert pipeline.step('run', 'pretext')['train']['features'] == \
         'embedded (the images changed since it was computed)'
 
+    os.remove(model)
     assert pipeline.step('run', 'pretext', 'transformation_kwargs.crop_size=16',
                          'transformation_kwargs.resize=16')['train']['features'] == \
         'embedded (the preprocessing changed since it was computed)'

@@ -30,7 +30,8 @@ def evaluate(tmp_path, clusters, targets, num_clusters):
     probs = np.eye(num_clusters)[clusters]
     cfg = EasyDict(step='scan', val_db_name='tiny', num_classes=num_clusters)
     results = eval_script.evaluate_clustering(cfg, 'model.pth.tar', str(tmp_path), Tiny(targets),
-                                              probs, np.asarray(targets), head=0)
+                                              probs, np.asarray(targets), head=0,
+                                              features=probs)
     json.dumps(results)  # goes into metrics.json as it is
     return results
 

@@ -289,12 +289,12 @@ def check_num_classes(cfg, where, overridden=()):
         return f"{where} (set by --opts)" if key in overridden else where
     if isinstance(cfg['num_classes'], str) and cfg['num_classes'] != 'auto':
         raise ConfigError(f"{source('num_classes')}: key 'num_classes' must be a count >= 1 or "
-                          f"'auto' (chosen from the data in scan.py), got {cfg['num_classes']!r}")
+                          f"'auto' (chosen from the data in scan.py), got {excerpt(cfg['num_classes'])}")
     k_range = cfg['num_classes_range']
     if not (len(k_range) == 2 and all(isinstance(k, int) and not isinstance(k, bool)
                                       for k in k_range)):
         raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be a "
-                          f"list [min, max] of two whole numbers, got {k_range!r}")
+                          f"list [min, max] of two whole numbers, got {excerpt(k_range)}")
     if k_range[0] < 2 or k_range[0] > k_range[1]:
         raise ConfigError(f"{source('num_classes_range')}: key 'num_classes_range' must be "
                           f"[min, max] with 2 <= min <= max, got {k_range!r}")
@@ -438,13 +438,22 @@ def apply_overrides(raw, opts, schema):
 
 def output_name(cfg):
     """Name of the output folder of a run: the dataset, or for an image folder its own name and
-    a hash of its real path, so that two folders of one name never share outputs."""
+    a hash of its real path, so that two folders of one name never share outputs; then what
+    keeps experiments apart: a pretrained timm backbone's name and a seed other than 0 (the
+    published configs, seed 0 and no timm backbone, keep the original's `<dataset>/`)."""
     if cfg['train_db_name'] != 'folder':
-        return cfg['train_db_name']
-    real = os.path.realpath(cfg['folder'])
-    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.basename(real))
-    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:8]
-    return f"folder-{slug}-{digest}"
+        name = cfg['train_db_name']
+    else:
+        real = os.path.realpath(cfg['folder'])
+        slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.basename(real))
+        digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:8]
+        name = f"folder-{slug}-{digest}"
+    backbone = cfg.get('backbone') or ''
+    if is_timm_backbone(backbone):
+        name += '-' + re.sub(r'[^A-Za-z0-9_.-]+', '_', backbone.removeprefix(TIMM_PREFIX))
+    if cfg.get('seed', 0) != 0:
+        name += f"-seed{cfg['seed']}"
+    return name
 
 
 def derive_paths(cfg):

@@ -21,6 +21,7 @@ import sys
 from utils.checkpoint import remove_temporaries
 from utils.errors import UserError
 from utils.outputs import check_output_folder, open_no_follow
+from utils.text import plural
 
 LOCK_NAME = '.lock'
 _held = {}  # real folder path -> the open lock file (the lock lives as long as it is open)
@@ -154,7 +155,7 @@ def lock_output_folder(folder, hint='', clean=True):
     _held[real] = f
     removed = remove_temporaries(real) if clean else []
     if removed:
-        print(f"removed {len(removed)} temporary file(s) left by a killed run in {real}: "
+        print(f"removed {plural(len(removed), 'temporary file')} left by a killed run in {real}: "
               f"{', '.join(removed)}", flush=True)
 
 

@@ -60,27 +60,49 @@ def confusion_matrix_figure(counts, row_names, column_names, path, title):
     _save(fig, path)
 
 
+def _mosaic(rows, n_cols):
+    """One image of all rows: each picture centred in a square cell of the largest side, on
+    white, with a small gap. Returns (mosaic, cell + gap)."""
+    pictures = [[_rgb(p) for p in images] for images in rows]
+    cell = max([max(p.shape[:2]) for images in pictures for p in images] or [1])
+    step = cell + max(1, cell // 16)
+    mosaic = np.full((len(rows) * step, n_cols * step, 3), 255, dtype=np.uint8)
+    for i, images in enumerate(pictures):
+        for j, picture in enumerate(images):
+            h, w = picture.shape[:2]
+            y, x = i * step + (cell - h) // 2, j * step + (cell - w) // 2
+            mosaic[y:y + h, x:x + w] = picture
+    return mosaic, step
+
+
+def _rgb(picture):
+    picture = np.asarray(picture)
+    if picture.ndim == 2:
+        picture = np.stack([picture] * 3, axis=-1)
+    return picture[..., :3].astype(np.uint8)
+
+
 def prototype_grid(rows, titles, path, suptitle=None):
     """rows: per cluster a list of HxWx3 uint8 images (most confident first); titles per row.
-    `path`: a file name, or a binary file object (PNG is written)."""
+    `path`: a file name, or a binary file object (PNG is written). One picture of all cells
+    with the titles beside their rows: a few axes-free draws, not one matplotlib axes per cell
+    (which made an export's grids most of a re-export's time)."""
     n_rows = len(rows)
     n_cols = max(1, max((len(r) for r in rows), default=1))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols + 1.5, 1.3 * n_rows + 0.6),
-                             squeeze=False)
-    for i, (images, title) in enumerate(zip(rows, titles)):
-        for j in range(n_cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j < len(images):
-                ax.imshow(images[j], interpolation='nearest')
-        axes[i, 0].set_ylabel(visible_text(title), rotation=0, ha='right', va='center',
-                              fontsize=8, **LITERAL)
+    mosaic, step = _mosaic(rows, n_cols)
+    fig = plt.figure(figsize=(1.2 * n_cols + 1.5, 1.3 * n_rows + 0.6))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(mosaic)
+    ax.set_axis_off()
+    for i, title in enumerate(titles):
+        ax.text(-step * 0.1, i * step + step / 2, visible_text(title), ha='right', va='center',
+                fontsize=8, **LITERAL)
     if suptitle:
-        fig.suptitle(visible_text(suptitle), **LITERAL)
-    _save(fig, path, format='png')
+        fig.suptitle(visible_text(suptitle), y=1.02, **LITERAL)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Glyph .* missing from font')
+        fig.savefig(path, dpi=120, format='png', bbox_inches='tight', pad_inches=0.1)
+    plt.close(fig)
 
 
 def one_per_cluster_figure(images, titles, path, suptitle=None):

@@ -9,8 +9,10 @@ from utils.config import STEP_OF_SETUP, ConfigError, load_config
 from utils.device import configure_backends, select_device
 from utils.distributed import init_distributed, is_main_process
 from utils.errors import UserError
+from utils.experiment_clash import check_no_clash
 from utils.lock import lock_output_folder, release_output_locks
 from utils.outputs import protect, reset_protected
+from utils.run_warnings import start_warnings
 from utils.training import seed_everything
 
 
@@ -47,11 +49,14 @@ def start_run(args, setup):
 
 def lock_run_folder(cfg, folder):
     """Create an output folder of this run and hold its lock (rank 0; see utils/lock.py): one
-    run at a time writes there. Call it after the checks that the folder may be written."""
+    run at a time writes there. Call it after the checks that the folder may be written, and
+    before any work: a folder holding another configuration's model stops the run here."""
     if is_main_process():
         lock_output_folder(folder, hint=f"Set root_dir in {cfg.config_files['env']} (now "
                                         f"{cfg.root_dir}) to a folder you can write, or pass "
                                         f"--opts root_dir=PATH.")
+        check_no_clash(cfg, folder)
+        start_warnings(folder)  # warnings.json describes this run
 
 
 def run_cli(main, parser, argv=None):

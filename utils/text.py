@@ -55,6 +55,12 @@ def printable_relpath(path, folder):
     return printable_path(os.path.relpath(path, folder))
 
 
+def plural(count, singular, plural_form=None):
+    """'1 cluster', '3 clusters', '1,200 images'."""
+    word = singular if count == 1 else (plural_form or singular + 's')
+    return f"{count:,} {word}"
+
+
 # A name made only of these is blank (spaces of every kind, controls, invisible marks): one
 # definition, written as a regular expression class that Python and the gallery's JavaScript
 # (gallery-data.js carries it) read alike.

@@ -166,6 +166,27 @@ def plain(cfg):
     return json.loads(json.dumps(cfg))
 
 
+# What the epoch line shows, in order, with its format: the numbers that matter, rounded; the
+# rest (consistency, entropy, per-head details, ARI, AMI, top-5) only in log.jsonl.
+EPOCH_LINE = (('loss', '.3f'), ('lr', '.2g'), ('knn_acc', '.3f'), ('confident_share', '.2f'),
+              ('non_empty_clusters', 'd'), ('best_head', 'd'), ('val_loss', '.3f'),
+              ('val_acc', '.3f'), ('val_nmi', '.3f'), ('seconds', '.1f'),
+              ('images_per_s', '.0f'))
+
+
+def epoch_line(record):
+    """'epoch 3  loss 5.123  lr 0.001  seconds 4.2': one short line per epoch."""
+    parts = [f"epoch {record.get('epoch')}"]
+    for key, fmt in EPOCH_LINE:
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            shown = f"{value:g}" if fmt == 'd' and isinstance(value, float) else format(value, fmt)
+            parts.append(f"{key} {shown}")
+    if record.get('saved_best'):
+        parts.append('(best so far, saved)')
+    return '  '.join(parts)
+
+
 class RunLog:
     """Prints one line per epoch and keeps it in the step's log.jsonl (rank 0 only).
 
@@ -202,7 +223,6 @@ class RunLog:
         self.records.append(record)
         if not is_main_process():
             return
-        print('  '.join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in record.items()), flush=True)
+        print(epoch_line(record), flush=True)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         append_text(self.path, json.dumps(record) + '\n')

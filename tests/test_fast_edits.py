@@ -1,0 +1,176 @@
+"""Fast edits (issue 23, point 5): a re-export with --names or --corrections reuses the saved
+predictions (no forward pass, metrics and figures kept) while the model file and the images are
+unchanged; --predict runs only the new images and reports their own metrics; the gallery keeps
+pending edits across a reload and asks before leaving with unsaved ones. Also the true label
+shown under each image of a labelled export (point 7)."""
+import csv
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+import eval as eval_script
+import scan
+import simclr
+from annotation import prediction_cache
+from tests.browser import open_page, start_chromium
+from tests.folder_images import write_pattern_folder
+from tests.pipeline_run import run_eval, run_step, write_env
+from tests.test_annotate import js, move_selected, type_name
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+SCAN = 'configs/scan/scan_folder.yml'
+
+
+class Images:
+    """Three files standing for a dataset's images."""
+
+    def __init__(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        self.paths = []
+        for i in range(3):
+            path = os.path.join(folder, f'{i}.png')
+            with open(path, 'wb') as f:
+                f.write(bytes([i]) * 10)
+            self.paths.append(path)
+
+    def __len__(self):
+        return len(self.paths)
+
+
+def test_predictions_are_reused_until_the_model_or_an_image_changes(tmp_path):
+    images, model = Images(str(tmp_path / 'images')), tmp_path / 'model.pth.tar'
+    model.write_bytes(b'weights 1')
+    calls = []
+
+    def predict():
+        calls.append(1)
+        return np.full((3, 2), 0.5, dtype=np.float32), np.array([0, 1, -1])
+
+    def run():
+        return prediction_cache.cached_predictions(str(tmp_path), 'val', str(model), 0, 'fp32',
+                                                   images, predict)
+    probs, targets, features, key, reused = run()
+    assert not reused and len(calls) == 1
+    probs, targets, features, again, reused = run()
+    assert reused and again == key and len(calls) == 1 and targets.tolist() == [0, 1, -1]
+    assert features is None  # none given, none kept
+    os.utime(images.paths[1], ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not run()[4] and len(calls) == 2  # an image changed
+    model.write_bytes(b'weights 2')
+    assert not run()[4] and len(calls) == 3  # the model changed
+    assert run()[4] and len(calls) == 3
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp('fast')
+    folder = root / 'photos'
+    write_pattern_folder(str(folder), 6)
+    env = write_env(str(root), root / 'out')
+    opts = [f'folder={folder}', 'num_classes=3', 'num_workers=0', 'num_neighbors=5',
+            'batch_size=18', 'epochs=1']
+    run_step(simclr, env, 'configs/pretext/simclr_folder.yml', *opts)
+    run_step(scan, env, SCAN, *opts)
+    first = run_eval(env, SCAN, '--annotate', str(root / 'export'), '--opts', *opts)
+    return root, env, opts, first
+
+
+def refuse(*args, **kwargs):
+    raise AssertionError('the model ran again')
+
+
+def test_names_reexport_runs_no_model(trained, monkeypatch, capsys):
+    root, env, opts, first = trained
+    for name in ('predict_val', 'predict_dataset', 'evaluate_clustering'):
+        monkeypatch.setattr(eval_script, name, refuse)
+    names = root / 'names.yml'
+    names.write_text('0: first\n1: second\n')
+    thumbs = sorted((root / 'export' / 'thumbs').iterdir())
+    before = [t.stat().st_mtime_ns for t in thumbs]
+    results = run_eval(env, SCAN, '--annotate', str(root / 'export'), '--names', str(names),
+                       '--opts', *opts)
+    assert 'predictions of 18 images reused from ' in capsys.readouterr().out
+    assert len(thumbs) == 18 and [t.stat().st_mtime_ns for t in thumbs] == before  # kept
+    assert results['cluster_sizes'] == first['cluster_sizes']
+    with open(root / 'export' / 'annotations.csv', newline='', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f))
+    assert {r['name'] for r in rows if r['cluster'] == '1'} <= {'second'}
+    assert {r['name'] for r in rows} <= {'first', 'second', 'cluster 2'}
+
+
+def test_predict_runs_only_the_new_images_and_reports_them(trained, monkeypatch, capsys):
+    root, env, opts, _ = trained
+    new = root / 'new'
+    truth = write_pattern_folder(str(new), 3, seed=5, labelled=True)
+    seen = []
+    original = eval_script.predict_dataset
+
+    def counted(model, head, dataset, cfg, device, **kwargs):
+        seen.append(len(dataset))
+        return original(model, head, dataset, cfg, device, **kwargs)
+    monkeypatch.setattr(eval_script, 'predict_dataset', counted)
+    monkeypatch.setattr(eval_script, 'predict_val', refuse)  # the training folder has no labels
+    metrics = root / 'out'
+    before = [p.stat().st_mtime_ns for p in metrics.rglob('metrics.json')]
+    results = run_eval(env, SCAN, '--predict', str(new), '--annotate', str(root / 'predicted'),
+                       '--opts', *opts)
+    assert seen == [len(truth)] == [9]
+    assert results['predict'] == str(new) and sum(results['cluster_sizes']) == 9
+    assert 0 <= results['acc'] <= 1 and 'nmi' in results
+    printed = capsys.readouterr().out
+    assert f"new images of {new} (not the training folder):" in printed
+    assert [p.stat().st_mtime_ns for p in metrics.rglob('metrics.json')] == before
+    summary = json.loads((root / 'predicted' / 'summary.json').read_text())
+    assert summary['metrics']['acc'] == results['acc']
+
+
+@pytest.fixture
+def browser(tmp_path):
+    downloads = tmp_path / 'downloads'
+    downloads.mkdir()
+    driver = start_chromium(tmp_path, downloads)
+    driver.downloads = str(downloads)
+    yield driver
+    driver.quit()
+
+
+def leaving_is_questioned(driver):
+    return js(driver, "const e = new Event('beforeunload', {cancelable: true}); "
+                      "window.dispatchEvent(e); return e.defaultPrevented")
+
+
+def test_pending_edits_survive_a_reload_and_leaving_asks(trained, browser):
+    root = trained[0]
+    open_page(browser, root / 'export')
+    assert not leaving_is_questioned(browser)
+    type_name(browser, 1, 'kept name')
+    from selenium.webdriver.common.by import By
+    first = int(browser.find_elements(By.CSS_SELECTOR, 'section.cluster figure')[0]
+                .get_attribute('data-id'))
+    js(browser, f"document.querySelector('figure[data-id=\"{first}\"] button.pick').click()")
+    move_selected(browser, 2)
+    time.sleep(0.2)
+    assert leaving_is_questioned(browser)
+    js(browser, "window.scanGalleryStorage.forget()")  # reload without the question
+    browser.refresh()
+    field = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Name of cluster 1"]')
+    assert field.get_attribute('value') == 'kept name'
+    assert browser.find_elements(By.CSS_SELECTOR, f'#cluster-2 figure[data-id="{first}"]')
+    assert js(browser, "return document.getElementById('changes-summary').textContent") \
+        .startswith('1 pending correction, 1 renamed cluster')
+    assert 'restored' in js(browser, "return document.getElementById('kept-note').textContent")
+    assert leaving_is_questioned(browser)
+    browser.find_element(By.ID, 'save-names').click()
+    browser.find_element(By.ID, 'save-corrections').click()
+    assert not leaving_is_questioned(browser)
+
+
+def test_labels_are_shown_under_the_images(trained, browser):
+    root = trained[0]
+    open_page(browser, root / 'predicted')
+    labels = js(browser, "return [...document.querySelectorAll("
+                         "'section.cluster figcaption .label')].map(s => s.textContent)")
+    assert len(labels) == 9 and set(labels) == {'disc', 'stripes', 'checks'}
