@@ -46,7 +46,8 @@ from utils.config import is_timm_backbone
 from utils.device import prepare_model
 from utils.inference import compute_features, predict_clusters
 from utils.knn import weighted_knn_accuracy
-from utils.metrics import cluster_metrics, confusion_counts, per_class_precision_recall
+from utils.metrics import (cluster_metrics, confusion_counts, many_to_one_accuracy,
+                           per_class_precision_recall)
 from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
 from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
@@ -160,6 +161,9 @@ def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
         metrics = cluster_metrics(clusters, targets, len(classes), probs=probs)
         mapping = {k: c for k, c in metrics.pop('mapping').items() if k < num_clusters}
         results.update(metrics)
+        if num_clusters > len(classes):  # overclustering: Hungarian leaves clusters unmatched
+            results['acc_many_to_one'] = many_to_one_accuracy(
+                clusters[targets >= 0], targets[targets >= 0], num_clusters, len(classes))
         matched = np.array([mapping[k] for k in clusters])
         known = targets >= 0
         results['per_class'] = [dict(row, name=classes[row['class']]) for row in
@@ -218,8 +222,9 @@ def print_results(results):
         return
     if 'acc' in results:
         log(f"{results['step']}: ACC {results['acc']:.4f}  NMI {results['nmi']:.4f}  "
-            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}",
-            'green')
+            f"ARI {results['ari']:.4f}  AMI {results['ami']:.4f}  top-5 {results['acc_top5']:.4f}"
+            + (f"  many-to-one ACC {results['acc_many_to_one']:.4f}"
+               if 'acc_many_to_one' in results else ''), 'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
 
 

@@ -12,6 +12,7 @@ import warnings
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+import refine
 from data import build_dataset
 from data.device_loader import make_eval_loader, make_train_loader
 from data.feature_cache import cached_eval_loader, cached_features, cached_selflabel_loader
@@ -79,6 +80,8 @@ def build_ema(cfg, model, state):
 
 
 def main(args):
+    if getattr(args, 'corrections', None):  # the gallery's corrections teach the model
+        return refine.main(args)
     cfg, device = start_run(args, 'selflabel')
     complete_image_settings(cfg)
     lock_run_folder(cfg, cfg.paths.selflabel_dir)
@@ -146,4 +149,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    run_cli(main, get_args_parser('SCAN step 3: self-labeling'))
+    run_cli(main, refine.add_corrections_argument(get_args_parser('SCAN step 3: self-labeling')))

@@ -9,6 +9,12 @@ import os
 SPLITS = ('pretext', 'train', 'val')
 
 
+def folder_check_record(cfg):
+    """Where step 1 keeps the check of a folder's files (None before paths are derived)."""
+    paths = cfg.get('paths')
+    return os.path.join(paths.pretext_dir, 'folder-check.json') if paths else None
+
+
 def val_is_train(cfg):
     """True where the 'val' split holds the very images of 'train', in the same order."""
     return cfg.train_db_name == cfg.val_db_name == 'folder'
@@ -39,7 +45,10 @@ def build_dataset(cfg, split, transform=None):
     if name == 'folder':
         from data.image_folder import ImageFolderDataset
         # resized once (and kept in memory) to the transforms' size: photos are not decoded
-        # again every epoch
+        # again every epoch; fast_augmentation: cropped square once, so that they are one array;
+        # step 1 records the check of each file for the later steps (fingerprint.py)
         return ImageFolderDataset(cfg.folder, transform=transform,
-                                  resize=cfg.transformation_kwargs.resize)
+                                  resize=cfg.transformation_kwargs.resize,
+                                  square=cfg.get('fast_augmentation', False),
+                                  record=folder_check_record(cfg))
     raise ValueError(f"unknown dataset '{name}'")

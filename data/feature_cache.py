@@ -7,6 +7,7 @@ used; the part that changed is named. Batches over cached features come from the
 sampler and batch builders as the on-device image path (data/device_loader.py), with "pick a
 view of each row" in place of an image augmentation.
 """
+import functools
 import hashlib
 import json
 import os
@@ -162,22 +163,24 @@ def first_view(views):
     return views[0]
 
 
-def _draw_view(views, low):
+def _draw_view(views, low, dropout):
     count, rows = views.shape[:2]
     pick = torch.randint(min(low, count - 1), count, (rows,), device=views.device)
-    return views[pick, torch.arange(rows, device=views.device)]
+    drawn = views[pick, torch.arange(rows, device=views.device)]
+    return torch.nn.functional.dropout(drawn, dropout) if dropout else drawn
 
 
-def any_view(views):
+def any_view(views, dropout=0.0):
     """Each row's feature from one of its views drawn at random: the val-transform one or an
-    augmented one (SCAN pairs)."""
-    return _draw_view(views, 0)
+    augmented one (SCAN pairs), with `dropout` (feature_dropout) applied."""
+    return _draw_view(views, 0, dropout)
 
 
-def augmented_view(views):
+def augmented_view(views, dropout=0.0):
     """Each row's feature from one of its augmented views (1..V-1) drawn at random (the strong
-    input of self-labeling)."""
-    return _draw_view(views, 1)
+    input of self-labeling), with `dropout` applied; without augmented views (cached_views 0)
+    the val-transform one."""
+    return _draw_view(views, 1, dropout)
 
 
 class OneThreadLoader:
@@ -212,15 +215,18 @@ def cached_scan_loader(cfg, features, neighbors):
     of its views drawn at random (only the val-transform feature without cached views)."""
     _check_batch(cfg, len(features))
     candidates = NeighborsDataset(features, neighbors, cfg.num_neighbors).indices
+    pick = functools.partial(any_view, dropout=cfg.feature_dropout)
     return OneThreadLoader(DeviceLoader(batch_sampler(features, cfg, shuffle=True, drop_last=True),
-                                        NeighborPairs(features, candidates, any_view)))
+                                        NeighborPairs(features, candidates, pick)))
 
 
 def cached_selflabel_loader(cfg, features):
-    """Self-label batches: weak = the val-transform feature, strong = a random augmented view."""
+    """Self-label batches: weak = the val-transform feature, strong = a random augmented view
+    (the val-transform one without cached views), with feature_dropout."""
     _check_batch(cfg, len(features))
+    strong = functools.partial(augmented_view, dropout=cfg.feature_dropout)
     return OneThreadLoader(DeviceLoader(batch_sampler(features, cfg, shuffle=True, drop_last=True),
-                                        TwoViews(features, first_view, augmented_view)))
+                                        TwoViews(features, first_view, strong)))
 
 
 def cached_eval_loader(cfg, features):

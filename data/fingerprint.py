@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from data import build_dataset
+from data import build_dataset, folder_check_record
 from utils.checkpoint import PREVIOUS_SUFFIX, atomic_write_text
 from utils.distributed import is_main_process
 from utils.errors import UserError
@@ -169,6 +169,9 @@ def record_fingerprint(cfg):
     fingerprints = split_fingerprints(cfg)
     if is_main_process():
         atomic_write_text(path, json.dumps(fingerprints))
+        if cfg.train_db_name == 'folder':  # the later steps' processes skip decoding the files
+            from data.image_folder import write_check_record
+            write_check_record(build_dataset(cfg, 'train').folder, folder_check_record(cfg))
 
 
 def damaged(path, why):

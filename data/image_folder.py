@@ -1,7 +1,8 @@
 """A user's own folder of images: a labelled ImageFolder-style tree or any unlabeled tree.
 
 Every file is opened and decoded once, up front, so that a corrupt or truncated image is reported
-by name before training rather than crashing a worker hours in. Extensions are not trusted either
+by name before training rather than crashing a worker hours in. Step 1 records each file's
+result (write_check_record); later steps decode only the files changed since. Extensions are not trusted either
 way. Nothing in the folder is ever written, moved or deleted.
 
 Hostile input: an image's size is read from its header before any decoding, and images over
@@ -11,13 +12,16 @@ out of it; each real file is used once (a second link or hard link to it is list
 broken links are skipped. File and class-folder names are kept whatever their bytes;
 `printable_path` gives the text to show or write for them.
 
-With `resize`, images come out with their shorter side scaled to it exactly as the transforms'
+With `resize`, images come out with their shorter side scaled to it as the transforms'
 `Resize(resize)` does (which then has nothing left to do), and are kept in memory at that size
 when they fit in WORKING_COPY_BUDGET bytes: a photo is decoded once per process, not once per
-epoch and view.
+epoch and view, and the check of the folder makes these working copies in the same decode. A
+JPEG is decoded at a reduced DCT scale (PIL's draft, never below twice the target size) before
+the resize: a 12-megapixel photo for a 224-pixel copy decodes at 1/4 scale, 16x fewer pixels.
 """
 import contextlib
 import functools
+import json
 import os
 import re
 import stat
@@ -32,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
 from data.base import ImageDataset
+from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
 from utils.progress import progress
 from utils.text import path_from_printable, printable_path, printable_relpath  # noqa: F401
@@ -233,22 +238,72 @@ def why_unreadable(path, error):
 def check_image(path):
     """(width, height), None for an image within the limits that PIL fully decodes and converts;
     (None, reason) for anything else."""
+    size, _, reason = check_and_copy(path, None)
+    return size, reason
+
+
+def decode_working_copy(image, size):
+    """The opened image resized to `size` (shorter side) as the transforms' Resize(size) would:
+    a JPEG is decoded at a reduced DCT scale first, never below twice the target (PIL's draft)."""
+    height, width = resized_shape(*image.size, size)
+    image.draft(None, (2 * width, 2 * height))
+    image = to_rgb(image)  # decodes every byte of the file: a truncated one fails here
+    # the target shape from the full size: a drafted size may round differently
+    return np.asarray(TF.resize(image, [height, width], interpolation=InterpolationMode.BILINEAR,
+                                antialias=True))
+
+
+def check_and_copy(path, size):
+    """(width, height), working copy, None for a usable image: the copy at `size` (shorter side)
+    made in the same decode as the check (None without a size); (None, None, reason) else."""
     try:
         with open_image(path) as image:
-            size = image.size
+            dims = image.size
+            if size is not None:
+                return dims, decode_working_copy(image, size), None
             image.draft(None, (1, 1))  # JPEG: decode at 1/8 scale, still reading every byte
             image.load()  # decode the pixels: a header alone does not reveal truncation
             to_rgb(image.crop((0, 0, 1, 1)))  # a mode PIL cannot convert fails here, not later
-            return size, None
+            return dims, None, None
     except Exception as error:  # PIL raises many types on bad data (OSError, SyntaxError, ...)
-        return None, why_unreadable(path, error)
+        return None, None, why_unreadable(path, error)
 
 
-def check_all(folder, files):
-    """check_image over files in threads (PIL releases the GIL while decoding)."""
+class CopyBudget:
+    """Bytes of working copies made so far, across threads; once over WORKING_COPY_BUDGET no
+    more are made (memory stays bounded) and the folder is read from disk instead."""
+
+    def __init__(self):
+        self.used, self.lock = 0, threading.Lock()
+
+    def take(self, nbytes):
+        with self.lock:
+            self.used += nbytes
+            return self.used <= WORKING_COPY_BUDGET
+
+    @property
+    def exceeded(self):
+        return self.used > WORKING_COPY_BUDGET
+
+
+def check_all(folder, files, size=None):
+    """check_and_copy over files in threads (PIL releases the GIL while decoding): a list of
+    ((width, height) or None, reason or None) and, with `size`, the working copies (None when
+    they do not all fit in WORKING_COPY_BUDGET)."""
+    budget = CopyBudget()
+
+    def one(path):
+        dims, copy, reason = check_and_copy(path, size if not budget.exceeded else None)
+        if copy is not None and not budget.take(copy.nbytes):
+            copy = None
+        return dims, copy, reason
+
+    desc = f'Checking images in {printable_path(folder)}' + (f' (size {size})' if size else '')
     with ThreadPoolExecutor() as pool:
-        return list(progress(pool.map(check_image, files), total=len(files), unit='file',
-                             desc=f'Checking images in {printable_path(folder)}'))
+        results = list(progress(pool.map(one, files), total=len(files), unit='file', desc=desc))
+    copies = None if size is None or budget.exceeded else [c for _, c, _ in results
+                                                           if c is not None]
+    return [(dims, reason) for dims, _, reason in results], copies
 
 
 def class_folder(folder, path):
@@ -280,6 +335,7 @@ class FolderScan:
     median_size: tuple
     n_files: int
     sizes: tuple = ()  # (width, height) of each image in `paths`
+    checked: tuple = ()  # (path, stat key, (width, height) or None, reason or None) per decode
 
 
 def scan_summary(scan):
@@ -295,62 +351,148 @@ def scan_summary(scan):
     return '\n'.join(lines)
 
 
-@functools.cache  # the factory builds the same folder for several splits: scan once per process
-def scan_folder(folder):
-    """Check every file under the absolute path `folder`; print and return a FolderScan."""
+_SCANS = {}  # folder -> its FolderScan: the factory builds one folder for several splits
+_FIRST_COPIES = {}  # (folder, size) -> the working copies made by the folder's check
+RECORD_VERSION = 1
+
+
+def scan_folder(folder, size=None, record=None):
+    """Check every file under the absolute path `folder` once per process; print and return a
+    FolderScan. With `size`, that check also makes each image's working copy at that size (one
+    decode per file), which working_copies(folder, size) then returns. `record`: a file of our
+    outputs (write_check_record) whose results are reused for the files unchanged since."""
+    if folder not in _SCANS:
+        _SCANS[folder], copies = check_folder(folder, size, record)
+        if copies is not None:
+            _FIRST_COPIES[(folder, size)] = copies
+    return _SCANS[folder]
+
+
+def forget_scans():
+    """Drop every scan and working copy: what a new process sees (tests)."""
+    _SCANS.clear()
+    _FIRST_COPIES.clear()
+    working_copies.cache_clear()
+
+
+scan_folder.cache_clear = forget_scans  # as a functools.cache would offer
+
+
+def stat_key(path):
+    """What says a file is unchanged without reading it: size, modification time, inode (None
+    when it is gone: its check then says so)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ino]
+
+
+def read_check_record(record, folder):
+    """{path: [stat key..., width, height, reason]} from a record of this folder; {} if none."""
+    try:
+        with open(record) as f:
+            saved = json.load(f)
+        if saved['version'] != RECORD_VERSION or saved['folder'] != folder:
+            return {}
+        return {os.path.join(folder, name): entry for name, entry in saved['files'].items()}
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not ours to trust
+        return {}
+
+
+def write_check_record(folder, record):
+    """Keep the check results of a scanned folder in `record` (a file of the run's outputs,
+    written atomically), so that the next steps' processes need not decode its files again."""
+    scan = _SCANS[folder]
+    files = {os.path.relpath(path, folder): [*key, *(dims or (None, None)), reason]
+             for path, key, dims, reason in scan.checked}
+    atomic_write_text(record, json.dumps({'version': RECORD_VERSION, 'folder': folder,
+                                          'files': files}))  # never through a link
+
+
+def check_files(folder, files, size, record):
+    """check_all over the files that the record does not hold unchanged; (results, copies),
+    copies only when every file was decoded now."""
+    known = read_check_record(record, folder) if record else {}
+    keys = {path: stat_key(path) for path in files}
+    reused = {path: known[path] for path in files
+              if keys[path] is not None and path in known and known[path][:3] == keys[path]}
+    decoded, copies = check_all(folder, [p for p in files if p not in reused], size)
+    decoded = iter(decoded)
+    results = [(tuple(reused[p][3:5]) if reused[p][3] is not None else None, reused[p][5])
+               if p in reused else next(decoded) for p in files]
+    if reused:
+        print(f"{len(reused):,} files unchanged since checked ({printable_path(record)})")
+    checked = tuple((p, keys[p], dims, reason) for p, (dims, reason) in zip(files, results))
+    return results, (None if reused else copies), checked
+
+
+def check_folder(folder, size, record=None):
+    """(FolderScan, working copies at `size` or None): see scan_folder."""
     if not os.path.exists(folder):
         raise FolderError(f"image folder {printable_path(folder)} does not exist")
     if not os.path.isdir(folder):
         raise FolderError(f"image folder {printable_path(folder)} is not a folder")
     listed, unlisted = list_files(folder)
     files, not_files = regular_files(folder, listed)
-    results = check_all(folder, files)
-    paths = [f for f, (size, _) in zip(files, results) if size is not None]
-    sizes = [size for size, _ in results if size is not None]
+    results, copies, checked = check_files(folder, files, size, record)
+    paths = [f for f, (dims, _) in zip(files, results) if dims is not None]
+    sizes = [dims for dims, _ in results if dims is not None]
     skipped = sorted(unlisted + not_files + [(f, reason) for f, (_, reason) in zip(files, results)
                                              if reason is not None])
     classes, targets = find_labels(folder, paths)
     median = tuple(int(round(v)) for v in np.median(sizes, axis=0)) if sizes else None
     n_files = len(listed) + len(unlisted)
-    scan = FolderScan(folder, paths, targets, classes, skipped, median, n_files, tuple(sizes))
+    scan = FolderScan(folder, paths, targets, classes, skipped, median, n_files, tuple(sizes),
+                      checked)
     print(scan_summary(scan))
     if not paths:
         found = f"all {n_files:,} files were skipped" if n_files else "it holds no file"
         raise FolderError(f"no readable image in {printable_path(folder)}: {found}")
-    return scan
-
-
-def resize_shorter_side(image, size):
-    """What the transforms' `Resize(size)` does (bilinear, antialiased); same size: no-op."""
-    return TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return scan, copies
 
 
 def resized_shape(width, height, size):
-    """(height, width) after resize_shorter_side (torchvision's rounding), without decoding."""
+    """(height, width) after the transforms' Resize(size) (torchvision's rounding), without
+    decoding."""
     if width <= height:
         return int(size * height / width), size
     return size, int(size * width / height)
 
 
 def load_resized(path, size):
-    return np.asarray(resize_shorter_side(load_rgb(path), size))
+    """A file's working copy at `size`, read from disk (see decode_working_copy)."""
+    with open_image(path) as image:
+        return decode_working_copy(image, size)
+
+
+def centre_square(image, size):
+    """The size x size centre of an H x W x 3 array, as the transforms' CenterCrop(size)."""
+    top, left = int(round((image.shape[0] - size) / 2)), int(round((image.shape[1] - size) / 2))
+    return image[top:top + size, left:left + size]
 
 
 @functools.cache  # every dataset of the folder in a process shares one read-only set
-def working_copies(folder, size):
-    """The images of a folder resized to `size`: one uint8 N x H x W x 3 array when they all come
-    out one size, else a list of H x W x 3 arrays; None when over the memory budget."""
-    scan = scan_folder(folder)
-    shapes = [resized_shape(w, h, size) for w, h in scan.sizes]
-    needed = sum(h * w * 3 for h, w in shapes)
-    if needed > WORKING_COPY_BUDGET:
-        print(f"{len(scan.paths):,} images at size {size} need {needed / 2 ** 30:.1f} GiB, over "
-              f"the {WORKING_COPY_BUDGET / 2 ** 30:.0f} GiB kept in memory: read from disk instead")
-        return None
-    with ThreadPoolExecutor() as pool:
-        images = list(progress(pool.map(load_resized, scan.paths, [size] * len(scan.paths)),
-                               total=len(scan.paths), unit='image', leave=False,
-                               desc=f"Loading images at size {size}"))
+def working_copies(folder, size, square=False):
+    """The images of a folder resized to `size` (and with `square`, cropped to their centre
+    size x size): one uint8 N x H x W x 3 array when they all come out one size, else a list of
+    H x W x 3 arrays; None when over the memory budget."""
+    scan = scan_folder(folder, size)
+    images = _FIRST_COPIES.pop((folder, size), None)
+    if images is None:
+        shapes = [resized_shape(w, h, size) for w, h in scan.sizes]
+        needed = sum(h * w * 3 for h, w in shapes)
+        if needed > WORKING_COPY_BUDGET:
+            print(f"{len(scan.paths):,} images at size {size} need {needed / 2 ** 30:.1f} GiB, "
+                  f"over the {WORKING_COPY_BUDGET / 2 ** 30:.0f} GiB kept in memory: read from "
+                  f"disk instead")
+            return None
+        with ThreadPoolExecutor() as pool:
+            images = list(progress(pool.map(load_resized, scan.paths, [size] * len(scan.paths)),
+                                   total=len(scan.paths), unit='image', leave=False,
+                                   desc=f"Loading images at size {size}"))
+    if square:
+        images = [centre_square(image, size) for image in images]
     if len({image.shape for image in images}) == 1:
         images = np.stack(images)
         images.flags.writeable = False
@@ -367,11 +509,13 @@ class ImageFolderDataset(ImageDataset):
     not UTF-8 holds surrogate escapes): open files with them, and write them as text with
     printable_path (`printable_paths`). `classes` and the reasons are printable text already.
     `resize` (shorter side, as the transforms' Resize) serves every image at that size, from
-    memory when it fits; `data` is then the N x H x W x 3 array when all come out one size."""
+    memory when it fits; `data` is then the N x H x W x 3 array when all come out one size.
+    `square` (with `resize`) crops each to its centre resize x resize once, so that they are all
+    one size: what the fast data path needs (fast_augmentation)."""
 
-    def __init__(self, folder, transform=None, resize=None):
+    def __init__(self, folder, transform=None, resize=None, square=False, record=None):
         super().__init__(transform)
-        scan = scan_folder(os.path.abspath(os.path.expanduser(folder)))
+        scan = scan_folder(os.path.abspath(os.path.expanduser(folder)), resize, record)
         self.folder = scan.folder
         self.paths = list(scan.paths)
         self.targets = scan.targets.copy()
@@ -379,10 +523,31 @@ class ImageFolderDataset(ImageDataset):
         self.skipped = list(scan.skipped)
         self.median_size = scan.median_size
         self.resize = resize
-        copies = working_copies(scan.folder, resize) if resize else None
-        # `data` only when all images are one size; else a list in memory, or read from disk
-        self.data = copies if isinstance(copies, np.ndarray) else None
-        self.images = copies if isinstance(copies, list) else None
+        self.square = square and bool(resize)
+        self.copies_made = False
+
+    def working_copies(self):
+        """Made when first needed (steps that read only cached features never decode)."""
+        if not self.resize:
+            return None
+        self.copies_made = True
+        return working_copies(self.folder, self.resize, self.square)
+
+    @property
+    def data(self):
+        """The N x H x W x 3 array when all images come out one size, else None."""
+        copies = self.working_copies()
+        return copies if isinstance(copies, np.ndarray) else None
+
+    @property
+    def images(self):
+        """The images as a list in memory when they are of several sizes, else None."""
+        copies = self.working_copies()
+        return copies if isinstance(copies, list) else None
+
+    def __getitem__(self, index):
+        self.working_copies()  # a loader goes over every image: all of them in memory first
+        return super().__getitem__(index)
 
     @property
     def printable_paths(self):
@@ -393,9 +558,13 @@ class ImageFolderDataset(ImageDataset):
         return self.classes is not None
 
     def load_image(self, index):
-        if self.data is not None:
-            return Image.fromarray(self.data[index])
-        if self.images is not None:
-            return Image.fromarray(self.images[index])
-        image = load_rgb(self.paths[index])
-        return resize_shorter_side(image, self.resize) if self.resize else image
+        """The image at `resize`: from memory once the copies are made (or were, by the check);
+        else from its file alone (a few images for a figure), the same pixels."""
+        if self.copies_made or (self.folder, self.resize) in _FIRST_COPIES:
+            copies = self.working_copies()
+            if copies is not None:
+                return Image.fromarray(copies[index])
+        if self.resize:
+            image = load_resized(self.paths[index], self.resize)
+            return Image.fromarray(centre_square(image, self.resize) if self.square else image)
+        return load_rgb(self.paths[index])

@@ -175,11 +175,12 @@ def test_over_the_memory_budget_images_are_read_from_disk(tmp_path, monkeypatch,
     folder = tmp_path / 'big'
     write_images(folder, 4, size=(40, 40), mode='RGB')
     in_memory = ImageFolderDataset(str(folder), resize=20)
+    assert in_memory.data is not None
     monkeypatch.setattr(image_folder, 'WORKING_COPY_BUDGET', 100)
     image_folder.working_copies.cache_clear()
     from_disk = ImageFolderDataset(str(folder), resize=20)
+    assert from_disk.data is None and from_disk.images is None  # copies made when first asked
     assert 'over the' in capsys.readouterr().out
-    assert from_disk.data is None and from_disk.images is None
     for i in range(4):
         assert np.array_equal(np.asarray(from_disk.load_image(i)),
                               np.asarray(in_memory.load_image(i)))

@@ -174,7 +174,7 @@ def test_config_overrides_the_pretrained_preprocessing(tmp_path):
     ('pretext', {'pretrained_weights': None}, "set pretrained_weights to 'hub'"),
     ('pretext', {'backbone': 'timm/vit_smal_patch14_dinov2'}, "did you mean"),
     ('scan', {'update_cluster_head_only': False}, 'feature_cache needs update_cluster_head'),
-    ('selflabel', {'cached_views': 0}, 'cached_views >= 1'),
+    ('selflabel', {'feature_dropout': 1.0}, 'feature_dropout'),
     ('scan', {'backbone': 'resnet18_cifar', 'feature_cache': False}, "may be null"),
 ])
 def test_config_errors_name_the_problem(tmp_path, step, changes, message):

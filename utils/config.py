@@ -129,8 +129,11 @@ SIMCLR_SCHEMA = {
 }
 
 # Heads on a frozen backbone trained from its cached features (data/feature_cache.py): the
-# val-transform features, plus `cached_views` augmented views per image computed once.
-FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0)}
+# val-transform features, plus `cached_views` augmented views per image computed once;
+# `feature_dropout` zeroes that share of a feature's values (scaled) in each augmented draw: a
+# cheap stand-in for views, which then need not be embedded (0: none).
+FEATURE_CACHE_KEYS = {'feature_cache': Key(bool, False), 'cached_views': Key(int, 0),
+                      'feature_dropout': Key(NUMBER, 0.0)}
 
 STEP_SCHEMAS = {
     'simclr': SIMCLR_SCHEMA,
@@ -156,6 +159,11 @@ STEP_SCHEMAS = {
         # averaged (opt-in): torch's AveragedModel beside a model trained at the full lr
         'ema_method': Key(str, 'original', choices=('original', 'averaged')),
         'num_heads': Key(int, 1, choices=(1,)),  # the best SCAN head, as the original's files say
+        # selflabel.py --corrections (refine.py): epochs, learning rate (null: optimizer_kwargs.lr)
+        # and the weight of the user's labels beside the confident pseudo-labels
+        'refine_epochs': Key(int, 10),
+        'refine_lr': Key((int, float, type(None)), None),
+        'correction_weight': Key(NUMBER, 1.0),
     },
 }
 
@@ -236,9 +244,11 @@ RANGES = {
     'num_neighbors': COUNT, 'num_neighbors_val': COUNT, 'knn_every': COUNT, 'knn_k': COUNT,
     'mining_ivf_kwargs.nlist': COUNT, 'mining_ivf_kwargs.nprobe': COUNT,
     'num_heads': COUNT, 'cached_views': NON_NEGATIVE,
+    'feature_dropout': between(0, 1, high_open=True),
     # 0 takes every prediction as a pseudo-label (the benchmark does); 1 would take none
     'confidence_threshold': between(0, 1, high_open=True),
     'ema_alpha': between(0, 1, low_open=True, high_open=True),
+    'refine_epochs': COUNT, 'refine_lr': POSITIVE, 'correction_weight': POSITIVE,
     'overview_kwargs.map_neighbors': between(2, 200),
     'overview_kwargs.map_min_dist': between(0, 1),
     # bits of the 192-bit perceptual code (annotation/duplicates.py); 0: identical codes only
@@ -447,6 +457,10 @@ def derive_paths(cfg):
         paths[f'{step}_model'] = os.path.join(step_dir, 'model.pth.tar')
         paths[f'{step}_log'] = os.path.join(step_dir, 'log.jsonl')
         paths[f'{step}_eval_dir'] = os.path.join(step_dir, 'eval')
+    refined = os.path.join(base, 'refined')  # selflabel.py --corrections (refine.py)
+    paths.update(refined_dir=refined, refined_log=os.path.join(refined, 'log.jsonl'),
+                 refined_checkpoint=os.path.join(refined, 'checkpoint.pth.tar'),
+                 refined_model=os.path.join(refined, 'model.pth.tar'))
     paths['topk_neighbors_train_path'] = os.path.join(base, 'pretext', 'topk-train-neighbors.npy')
     paths['topk_neighbors_val_path'] = os.path.join(base, 'pretext', 'topk-val-neighbors.npy')
     # backbone features cached by the frozen-backbone path (each with a .json key beside it)
@@ -497,9 +511,6 @@ def check_backbone_keys(cfg, where):
         if not cfg['update_cluster_head_only']:
             raise ConfigError(f"{where}: feature_cache needs update_cluster_head_only: true "
                               f"(the features of a backbone that trains change every step)")
-        if cfg['setup'] == 'selflabel' and cfg['cached_views'] < 1:
-            raise ConfigError(f"{where}: self-labeling from cached features needs "
-                              f"cached_views >= 1 (an augmented view is its strong input)")
     if cfg.get('cached_views', 0) < 0:
         raise ConfigError(f"{where}: key 'cached_views' must be at least 0")
 

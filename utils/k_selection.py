@@ -13,6 +13,7 @@ It needs no labels and no training: one kNN search and a few dozen sparse eigend
 on at most MAX_IMAGES images, seconds to a minute next to the minutes-to-hours of the step.
 scipy and faiss do the algebra and the search; only the graph and the rule are written here.
 """
+import io
 import json
 import os
 import time
@@ -21,6 +22,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import eigsh
 
+from utils.checkpoint import atomic_write, atomic_write_text
 from utils.config import ConfigError
 from utils.mining import mine_nearest_neighbors
 from utils.plots import plt  # the Agg backend: files only
@@ -110,8 +112,7 @@ def write_k_selection(out_dir, chosen, table, seconds, k_range):
                                  'consistent': read == k}
                         for k, (w, read, m) in table.items()}}
     path = os.path.join(out_dir, 'k_selection.json')
-    with open(path, 'w') as f:
-        json.dump(record, f, indent=2)
+    atomic_write_text(path, json.dumps(record, indent=2))  # never through a link
     figure = os.path.join(out_dir, 'k_selection.png')
     ks = list(table)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
@@ -126,8 +127,10 @@ def write_k_selection(out_dir, chosen, table, seconds, k_range):
     for ax in (top, bottom):
         ax.axvline(chosen, color='tab:red', linestyle='--')
     fig.tight_layout()
-    fig.savefig(figure, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format='png')
     plt.close(fig)
+    atomic_write(figure, lambda f: f.write(buffer.getvalue()), suffix='.png')
     return path, figure
 
 

@@ -78,3 +78,10 @@ def labelled_metrics(probs, targets, num_classes):
 
 def non_empty_clusters(probs):
     return int(len(np.unique(probs.argmax(axis=1))))
+
+
+def many_to_one_accuracy(predictions, targets, num_clusters, num_classes):
+    """Accuracy with each cluster mapped to its majority class, several clusters to one class
+    allowed: how more clusters than classes (overclustering) is scored."""
+    counts = confusion_counts(predictions, targets, num_clusters, num_classes)
+    return float(counts.max(axis=1).sum() / max(int(counts.sum()), 1))

@@ -57,8 +57,10 @@ def build_scheduler(cfg, optimizer):
 # Keys that may change between a run and its resumption without invalidating the checkpoint:
 # where things are, how fast they run, and what happens after training (mining).
 RESUMABLE_CHANGES = {'epochs', 'num_workers', 'device', 'root_dir', 'data_dir', 'imagenet_dir',
-                     'paths', 'config_files', 'knn_every', 'knn_k', 'fast_augmentation', 'num_neighbors',
-                     'num_neighbors_val', 'mining_index', 'mining_ivf_kwargs'}
+                     'paths', 'config_files', 'knn_every', 'knn_k', 'fast_augmentation',
+                     'num_neighbors', 'num_neighbors_val', 'mining_index', 'mining_ivf_kwargs',
+                     # read by selflabel.py --corrections alone, which checks them itself
+                     'refine_epochs', 'refine_lr', 'correction_weight'}
 CHECKPOINT_KEYS = ('model', 'optimizer', 'epoch', 'config')
 
 
