@@ -27,7 +27,7 @@ class OverviewSettings:
     map_method: str = 'auto'
     map_neighbors: int = 15
     map_min_dist: float = 0.1
-    duplicate_distance: int = 24
+    duplicate_distance: int = 20
     outlier_neighbors: int = 10
     seed: int = 0
 

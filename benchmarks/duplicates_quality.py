@@ -131,7 +131,7 @@ def main():
                         help="only the export's search (no table of single hashes)")
     parser.add_argument('--source', choices=('digits', 'photos'), default='digits')
     parser.add_argument('--images', type=int, default=1797, help='originals before the copies')
-    parser.add_argument('--max_distance', type=int, default=24,
+    parser.add_argument('--max_distance', type=int, default=20,
                         help="the export's threshold, timed (default: the config's default)")
     parser.add_argument('--also', type=int, nargs='*', default=(),
                         help='other distances to score (the fingerprints once more)')

@@ -113,7 +113,7 @@ COMMON_SCHEMA = {
     # eval.py --annotate: the map, near-duplicates and outliers (annotation/, docs/map.md)
     'overview_kwargs': {'map_method': Key(str, 'auto', choices=('auto', 'umap', 'tsne', 'pca')),
                         'map_neighbors': Key(int, 15), 'map_min_dist': Key(NUMBER, 0.1),
-                        'duplicate_distance': Key(int, 24), 'outlier_neighbors': Key(int, 10)},
+                        'duplicate_distance': Key(int, 20), 'outlier_neighbors': Key(int, 10)},
 }
 
 SIMCLR_SCHEMA = {
