@@ -13,6 +13,8 @@ len() and `set_loader_epoch` behave exactly alike.
 """
 import contextlib
 
+import numpy as np
+
 import torch
 
 from data.augment import build_augmentation, build_val_transform
@@ -32,7 +34,9 @@ class DeviceImages:
         if getattr(dataset, 'data', None) is None:
             raise ValueError(f"{type(dataset).__name__} has no `data` array (images of several "
                              f"sizes, read from files): the fast data path needs one")
-        self.images = torch.from_numpy(dataset.data).to(device).permute(0, 3, 1, 2).contiguous()
+        # a folder's working copies are read-only: copied once here rather than shared unwritable
+        data = np.require(dataset.data, requirements='W')
+        self.images = torch.from_numpy(data).to(device).permute(0, 3, 1, 2).contiguous()
         self.targets = torch.as_tensor(dataset.targets, dtype=torch.int64)
 
     def __len__(self):

@@ -372,7 +372,8 @@ def pick(driver, image_id, keyboard=False):
     if keyboard:
         js(driver, "arguments[0].focus()", button)
         driver.switch_to.active_element.send_keys(Keys.ENTER)
-    else:
+    else:  # centred first: at the top of the view the sticky tool bar would take the click
+        js(driver, "arguments[0].scrollIntoView({block: 'center'})", button)
         button.click()
 
 

@@ -49,5 +49,5 @@ def test_annotation_export_benchmark_prints_its_figures():
     result = subprocess.run([sys.executable, 'benchmarks/annotation_export.py', '--sizes', '40'],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
     assert record['figure'] == 'export' and record['images'] == 40 and record['seconds'] > 0

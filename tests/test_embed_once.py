@@ -62,7 +62,8 @@ def test_shipped_pretrained_configs_embed_each_image_once_and_learn(tmp_path, mo
         if step != 'pretext':
             results[step] = run_eval(env, CONFIGS[step], '--opts', *opts)['acc']
     assert embedded == [len(truth)]  # step 1 only; steps 2, 3 and eval read the cache
-    pretext = os.path.join(folder_outputs(tmp_path / 'out', folder), 'pretext')
+    pretext = os.path.join(folder_outputs(tmp_path / 'out', folder,
+                                          backbone='timm/vit_tiny_patch16_224'), 'pretext')
     assert not os.path.exists(os.path.join(pretext, 'features-train-views.npy'))
     assert np.load(os.path.join(pretext, 'features-train.npy')).shape == (len(truth), 192)
     assert results['scan'] >= 0.95 and results['selflabel'] >= 0.95, results

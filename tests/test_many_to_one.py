@@ -28,7 +28,8 @@ class Tiny(ImageDataset):
 
 def evaluate(tmp_path, clusters, targets, num_clusters):
     probs = np.eye(num_clusters)[clusters]
-    cfg = EasyDict(step='scan', val_db_name='tiny', num_classes=num_clusters)
+    cfg = EasyDict(step='scan', val_db_name='tiny', num_classes=num_clusters,
+                   paths={f'{s}_dir': str(tmp_path / s) for s in ('pretext', 'scan')})
     results = eval_script.evaluate_clustering(cfg, 'model.pth.tar', str(tmp_path), Tiny(targets),
                                               probs, np.asarray(targets), head=0,
                                               features=probs)

@@ -18,13 +18,15 @@ from utils.text import visible_text  # noqa: E402
 LITERAL = {'parse_math': False, 'usetex': False}
 
 
-def _save(fig, path, **kwargs):
-    """Lay out and save (to a file path: atomically, never through a link); a name in a script the font lacks is drawn as boxes, expected and not
-    worth a warning per glyph."""
+def _save(fig, path, layout=True, **kwargs):
+    """Lay out (unless `layout` is False) and save: to a file path atomically, never through a
+    link, or into a binary file object; a name in a script the font lacks is drawn as boxes,
+    expected and not worth a warning per glyph."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Glyph .* missing from font')
         warnings.filterwarnings('ignore', message='Tight layout not applied')
-        fig.tight_layout()
+        if layout:
+            fig.tight_layout()
         buffer = io.BytesIO() if isinstance(path, (str, os.PathLike)) else path
         fig.savefig(buffer, **{'dpi': 120, 'format': 'png', **kwargs})
     plt.close(fig)
@@ -99,10 +101,7 @@ def prototype_grid(rows, titles, path, suptitle=None):
                 fontsize=8, **LITERAL)
     if suptitle:
         fig.suptitle(visible_text(suptitle), y=1.02, **LITERAL)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='Glyph .* missing from font')
-        fig.savefig(path, dpi=120, format='png', bbox_inches='tight', pad_inches=0.1)
-    plt.close(fig)
+    _save(fig, path, layout=False, bbox_inches='tight', pad_inches=0.1)
 
 
 def one_per_cluster_figure(images, titles, path, suptitle=None):
