@@ -14,7 +14,6 @@ len() and `set_loader_epoch` behave exactly alike.
 import contextlib
 
 import numpy as np
-
 import torch
 
 from data.augment import build_augmentation, build_val_transform
