@@ -17,7 +17,7 @@ import os
 from annotation.names import AnnotationError
 from utils.checkpoint import atomic_write_text
 from utils.lock import LOCK_NAME, is_lock_file, lock_output_folder, release_output_lock
-from utils.paths import is_inside
+from utils.paths import file_digest, is_inside
 from utils.text import plural, printable_path
 
 MANIFEST = '.scan-class-folders.json'
@@ -80,14 +80,6 @@ def read_manifest(dest):
     return None
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def unchanged(path, entry):
     """Whether `path` is still what an earlier export made there."""
     if entry.get('link') is not None:
@@ -95,7 +87,7 @@ def unchanged(path, entry):
     if os.path.islink(path) or not os.path.isfile(path):
         return False
     return entry.get('pending') or (os.path.getsize(path) == entry.get('size')
-                                    and file_sha256(path) == entry.get('sha256'))
+                                    and file_digest(path) == entry.get('sha256'))
 
 
 def remove_previous(dest, manifest):

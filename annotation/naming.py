@@ -21,6 +21,7 @@ from scipy.optimize import linear_sum_assignment
 
 from annotation.names import AnnotationError
 from utils.checkpoint import atomic_write
+from utils.paths import file_digest
 from utils.progress import progress
 from utils.text import visible_text
 
@@ -167,14 +168,6 @@ def rank_names(cluster_embeddings, text_embeddings, names, logit_scale, top=TOP)
 
 # ---------------------------------------------------------------------------- embedding
 
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(2 ** 22), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 def default_templates(device):
     return TEMPLATES if torch.device(device).type == 'cuda' else CPU_TEMPLATES
 
@@ -228,7 +221,7 @@ def cache_key(clip, weights_hash, templates, vocabulary):
 def cached_text_embeddings(clip, vocabulary, templates, cache_dir, device, report=print):
     """The vocabulary's text embeddings from cache_dir/text-<key>.npz, else embedded and saved
     there (a file this code names and owns; a damaged one is written again)."""
-    key = cache_key(clip, file_sha256(clip.weights), templates, vocabulary)
+    key = cache_key(clip, file_digest(clip.weights), templates, vocabulary)
     path = os.path.join(cache_dir, f"text-{key[:32]}.npz")
     if os.path.isfile(path):
         try:

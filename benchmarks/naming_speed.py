@@ -59,7 +59,7 @@ def main():
             trimmed = time.perf_counter() - start
         print(f"64 prompts: open_clip's encode_text {full:.2f} s, trimmed to the longest prompt "
               f"{trimmed:.2f} s ({full / trimmed:.1f}x)")
-        key = naming.cache_key(clip, naming.file_sha256(weights), naming.CPU_TEMPLATES,
+        key = naming.cache_key(clip, naming.file_digest(weights), naming.CPU_TEMPLATES,
                                vocabulary)
         cache = os.path.join(folder, 'cache')
         os.makedirs(cache)

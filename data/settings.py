@@ -7,7 +7,7 @@ from easydict import EasyDict
 from data import build_dataset
 from data.image_folder import FolderError
 from data.timm_preprocessing import apply_timm_data_config
-from utils.config import ConfigError, is_timm_backbone
+from utils.config import ConfigError, dotted_items, is_timm_backbone
 from utils.k_selection import check_range
 from utils.paths import is_inside
 from utils.text import plural
@@ -96,17 +96,6 @@ def complete_image_settings(cfg):
     return cfg
 
 
-def _flat(values, prefix=''):
-    """{dotted key: value} of a nested mapping."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def use_training_transform(cfg, trained, source):
     """Eval preprocesses images as the model's training run did: the transform settings (crop
     size, resize, normalisation) come from `trained`, the config saved in the model file
@@ -115,7 +104,7 @@ def use_training_transform(cfg, trained, source):
     saved = trained.get('transformation_kwargs') if isinstance(trained, dict) else None
     if not saved:
         return cfg  # a model file without its config: the eval config's settings
-    asked, used = _flat(cfg.transformation_kwargs), _flat(saved)
+    asked, used = dotted_items(cfg.transformation_kwargs), dotted_items(saved)
     ignored = [f"transformation_kwargs.{key}={asked.get(key)!r} (the model's: {used.get(key)!r})"
                for key in sorted(set(asked) | set(used)) if asked.get(key) != used.get(key)]
     if ignored:

@@ -263,6 +263,17 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def dotted_items(values, prefix=''):
+    """{dotted key: value} of a nested mapping (`a.b` for values['a']['b'])."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(dotted_items(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def _lookup(values, dotted):
     for part in dotted.split('.'):
         if not isinstance(values, dict) or part not in values:

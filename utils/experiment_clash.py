@@ -11,6 +11,7 @@ import os
 import torch
 
 from utils.checkpoint import PREVIOUS_SUFFIX
+from utils.config import dotted_items
 from utils.training import ResumeConflict, config_differences, plain
 
 SHOWN = 120  # characters of a changed value shown in the message
@@ -31,19 +32,10 @@ def saved_config(path):
     return config if isinstance(config, dict) else None
 
 
-def _flat(values, prefix=''):
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def describe_changes(old, new, keys):
     """'seed: 0 -> 1' for each changed (dotted) key under the top-level `keys`."""
-    old_flat, new_flat = _flat({k: old.get(k) for k in keys}), _flat({k: new.get(k) for k in keys})
+    old_flat = dotted_items({k: old.get(k) for k in keys})
+    new_flat = dotted_items({k: new.get(k) for k in keys})
     lines = []
     for key in sorted(set(old_flat) | set(new_flat)):
         if old_flat.get(key) != new_flat.get(key):
