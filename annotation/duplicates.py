@@ -15,45 +15,43 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import faiss
-import imagehash
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from utils.paths import file_digest
 from utils.progress import progress
 
 HASH_SIDE = 64  # pixels the image is decoded to before hashing (pHash itself works at 32)
 MIN_SIDE = 32   # pixels: smaller pictures get no perceptual code (exact copies only)
-HASHES = (imagehash.phash, imagehash.dhash, imagehash.whash)
 CODE_BYTES = 3 * 8
 THREADS = min(4, os.cpu_count() or 1)  # PIL decodes without the GIL
 
 
-def file_digest(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def perceptual_code(image):
     """pHash, dHash and wHash of a PIL image as one 192-bit code (24 uint8)."""
-    return np.packbits(np.concatenate([hash_(image).hash.ravel() for hash_ in HASHES]))
+    import imagehash  # here and below: groups restored from a cache need none of these
+
+    hashes = (imagehash.phash, imagehash.dhash, imagehash.whash)
+    return np.packbits(np.concatenate([hash_(image).hash.ravel() for hash_ in hashes]))
 
 
 def image_fingerprints(images):
     """(content digests, perceptual codes as N x CODE_BYTES uint8, whether each has a code) of
     an ImageSet (annotation.images); an image that cannot be read now gets digest None and no
-    code: it is in no group."""
+    code: it is in no group. Files are hashed only where another has their size: a file of
+    a size of its own has no exact copy (phone photos: hardly any file is read twice)."""
     paths = images.dataset.paths
+    shared_size = sizes_held_twice(paths) if paths is not None else None
+
+    def content_digest(index):
+        if paths is None:
+            return hashlib.sha256(images.dataset.load_image(index).tobytes()).hexdigest()
+        size = os.stat(paths[index]).st_size
+        return file_digest(paths[index]) if size in shared_size else f"size {size}"
 
     def fingerprint(index):
         try:
             image = images.load_thumbnail(index, HASH_SIDE)
-            digest = file_digest(paths[index]) if paths is not None \
-                else hashlib.sha256(images.dataset.load_image(index).tobytes()).hexdigest()
+            digest = content_digest(index)
         except Exception:  # PIL raises many types on bad data; the export lists such files
             return None, np.zeros(CODE_BYTES, np.uint8), False
         if min(image.size) < MIN_SIDE:
@@ -67,10 +65,25 @@ def image_fingerprints(images):
     return [d for d, _, _ in found], codes, np.array([h for _, _, h in found], bool)
 
 
+def sizes_held_twice(paths):
+    """The byte sizes that more than one of the files has (a file that cannot be stat'ed is
+    left to the fingerprint, which reports it)."""
+    seen, twice = set(), set()
+    for path in paths:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            continue
+        (twice if size in seen else seen).add(size)
+    return twice
+
+
 def similar_pairs(hashes, max_distance):
     """(i, j) with i < j of the codes (N x bytes, uint8) at most `max_distance` bits apart."""
     if len(hashes) < 2:
         return np.zeros((0, 2), np.int64)
+    import faiss
+
     index = faiss.IndexBinaryFlat(hashes.shape[1] * 8)
     index.add(hashes)
     lims, _, found = index.range_search(hashes, max_distance + 1)  # faiss: distance < radius
@@ -97,6 +110,9 @@ def group_pairs(pairs, n):
     groups = np.full(n, -1, np.int64)
     if len(pairs) == 0:
         return groups
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     paired = np.zeros(n, bool)
@@ -121,6 +137,13 @@ class Duplicates:
         self.exact = np.zeros(n, bool)
         self.exact[same.ravel()] = True
         self.pairs = len(near) + len(same)
+
+    @classmethod
+    def restored(cls, groups, exact, pairs):
+        """Groups saved by annotation/derived_cache.py."""
+        duplicates = cls.__new__(cls)
+        duplicates.groups, duplicates.exact, duplicates.pairs = groups, exact, pairs
+        return duplicates
 
     @classmethod
     def of_images(cls, images, max_distance):
