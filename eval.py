@@ -18,46 +18,41 @@ folder: all its images) or, with --predict FOLDER, for the images of FOLDER, a C
 which to name and correct the clusters, grids, names.yml and summary.json (annotation/export.py),
 with the names of --names and the corrections of --corrections applied. --naming-model names the
 clusters with a CLIP model (annotation/naming.py; docs/naming.md).
+
+A re-export of the same model file on the same images (other --names or --corrections) runs no
+model: the saved predictions, metrics and figures, and the map, duplicates and outliers derived
+from them, are read back (annotation/prediction_cache.py, annotation/derived_cache.py). torch and
+the models are imported inside the functions that run a model, so that such a re-export loads
+neither (docs/first-folder.md).
 """
 import json
 import os
 
 import numpy as np
-import torch
-from sklearn.cluster import KMeans
 
 from annotation.class_folders import check_destination, export_class_folders
+from annotation.derived_cache import DerivedCache
 from annotation.export import (AnnotationError, ExportRequest, check_request, default_names,
                                prepare_export, ranked_members, read_names)
+from annotation.folder_report import export_report
 from annotation.images import match_names
 from annotation.naming import IMAGES_PER_CLUSTER, naming_request, suggest_names
 from annotation.overview import OverviewSettings
 from annotation.prediction_cache import (cache_path, cached_predictions, load_predictions,
-                                         prediction_key, save_predictions, saved_metrics)
+                                         prediction_key, save_predictions, saved_metrics,
+                                         saved_model_facts)
 from data import build_dataset, val_is_train
-from data.device_loader import make_eval_loader
-from data.feature_cache import (backbone_fingerprint, cached_eval_loader, cached_val_features,
-                                split_features)
 from data.fingerprint import check_fingerprint
 from data.image_folder import ImageFolderDataset
 from data.settings import complete_image_settings, use_training_transform
-from models import ContrastiveModel, build_backbone
-from models.heads import heads_on_features
-from models.loading import load_contrastive_weights, load_trained_clustering_model, require
-from models.original import read_model_file
-from utils.checkpoint import atomic_write_text, load_state_dict_strict
+from utils.checkpoint import atomic_write_text, require
 from utils.config import is_timm_backbone
-from utils.device import prepare_model
-from utils.inference import compute_features, predict_clusters
-from utils.knn import weighted_knn_accuracy
-from utils.metrics import (cluster_metrics, confusion_counts, many_to_one_accuracy,
-                           per_class_precision_recall)
-from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
 from utils.outputs import protect
 from utils.plots import confusion_matrix_figure, one_per_cluster_figure, prototype_grid
 from utils.prototypes import original_prototypes
 from utils.run_warnings import collapse_warnings, run_warnings
-from utils.runtime import get_args_parser, lock_run_folder, log, run_cli, start_run
+from utils.runtime import (get_args_parser, load_run_config, lock_run_folder, log, run_cli,
+                           start_device)
 
 PROTOTYPES_PER_CLUSTER = 8
 NAMING_CACHE = 'naming-cache'  # <root_dir>/naming-cache: text embeddings of vocabularies
@@ -67,6 +62,13 @@ def pretext_features(cfg, model_path, device):
     """(train features, targets, val features, targets) of a pretext model: the contrastive
     features, the backbone's for imported MoCo weights (what its neighbours are mined on), or a
     pretrained timm backbone's own (cached by step 1)."""
+    import torch
+
+    from data.device_loader import make_eval_loader
+    from models import ContrastiveModel, build_backbone
+    from models.loading import load_contrastive_weights
+    from utils.inference import compute_features
+
     if is_timm_backbone(cfg.backbone):
         return timm_backbone_features(cfg, model_path, device)
     model = ContrastiveModel(build_backbone(cfg.backbone), **cfg.model_kwargs)
@@ -83,6 +85,12 @@ def pretext_features(cfg, model_path, device):
 def timm_backbone_features(cfg, model_path, device):
     """The features of train and val of a pretrained timm backbone (step 1's model file), from
     step 1's cache where it fits, else embedded (and cached)."""
+    from data.feature_cache import backbone_fingerprint, split_features
+    from models import build_backbone
+    from models.original import read_model_file
+    from utils.checkpoint import load_state_dict_strict
+    from utils.device import prepare_model
+
     backbone = build_backbone(cfg.backbone)['backbone']
     state = {k.removeprefix('backbone.'): v for k, v in read_model_file(model_path).state.items()}
     load_state_dict_strict(backbone, state, model_path)
@@ -94,6 +102,13 @@ def timm_backbone_features(cfg, model_path, device):
 
 
 def evaluate_pretext(cfg, model_path, device):
+    import torch
+    from sklearn.cluster import KMeans
+
+    from utils.knn import weighted_knn_accuracy
+    from utils.metrics import cluster_metrics
+    from utils.mining import neighbor_accuracies, neighbor_accuracy, read_neighbors
+
     train_f, train_t, val_f, val_t = pretext_features(cfg, model_path, device)
     results = {'step': 'pretext', 'model': model_path}
     if not bool((val_t >= 0).any()):
@@ -127,6 +142,8 @@ def cluster_order(mapping, num_clusters):
 def load_clustering_model(path, backbone, device):
     """(model on device, head index) of a SCAN or self-label model file, ours or the original's
     (whose files do not name their backbone: the config's is used)."""
+    from models.loading import load_trained_clustering_model
+
     try:
         model, head = load_trained_clustering_model(path, backbone)
     except (IndexError, KeyError) as e:  # no cluster head: a pretext model, or another file
@@ -137,6 +154,9 @@ def load_clustering_model(path, backbone, device):
 def predict_dataset(model, head, dataset, cfg, device, with_features=False):
     """(probabilities N x clusters of the chosen head, targets[, backbone features]) under the
     validation transform."""
+    from data.device_loader import make_eval_loader
+    from utils.inference import predict_clusters
+
     predictions = predict_clusters(model, make_eval_loader(cfg, dataset, device), device)
     found = predictions['probs'][head], predictions['targets']
     return found + (predictions['features'],) if with_features else found
@@ -146,6 +166,11 @@ def predict_val(model, head, val_set, cfg, device):
     """(probabilities of `head`, targets, backbone features) on the val split: from the
     features of a frozen backbone that the steps cached, where they are this model's; else by
     running the model."""
+    from data.feature_cache import cached_eval_loader, cached_val_features
+    from models.heads import heads_on_features
+    from utils.device import prepare_model
+    from utils.inference import predict_clusters
+
     features = cached_val_features(cfg, model.backbone, val_set, device)
     if features is None:
         return predict_dataset(model, head, val_set, cfg, device, with_features=True)
@@ -156,6 +181,9 @@ def predict_val(model, head, val_set, cfg, device):
 
 def evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head, features):
     """Metrics and figures of a clustering model from its predictions on the val split."""
+    from utils.metrics import (cluster_metrics, confusion_counts, many_to_one_accuracy,
+                               per_class_precision_recall)
+
     clusters = probs.argmax(axis=1)
     num_clusters = probs.shape[1]
     results = {'step': cfg.step, 'model': model_path, 'head': head,
@@ -219,7 +247,8 @@ def write_confident_grid(dataset, probs, names, order, path, title):
     prototype_grid(rows, titles, path, title)
 
 
-def print_results(results):
+def print_results(results, messages=True):
+    """The metrics and sizes; the notes and warnings too unless an export's report follows."""
     if results['step'] == 'pretext':
         km = results.get('kmeans')
         for name, acc in results.get('val_neighbor_acc', {}).items():  # the original's lines
@@ -237,9 +266,14 @@ def print_results(results):
             + (f"  many-to-one ACC {results['acc_many_to_one']:.4f}"
                if 'acc_many_to_one' in results else ''), 'green')
     log(f"cluster sizes: {results['cluster_sizes']}")
-    for message in results.get('notes', []):
+    if messages:
+        print_messages(results.get('notes', []), results.get('warnings', []))
+
+
+def print_messages(notes, warnings):
+    for message in notes:
         log(f"note: {message}")
-    for message in results.get('warnings', []):
+    for message in warnings:
         log(f"warning: {message}", 'yellow')
 
 
@@ -321,6 +355,11 @@ def open_predict_folder(args, cfg):
     return ImageFolderDataset(args.predict, resize=t.resize or t.crop_size)
 
 
+def derived_cache(out_dir, source, predictions_key):
+    """Where an export keeps what it derives from these predictions (map, duplicates, ...)."""
+    return DerivedCache(cache_path(out_dir, source, 'overview'), predictions_key)
+
+
 def saved_or_predicted(cfg, out_dir, source, model_path, head, dataset, predict):
     """(probs, targets, features, key, reused) of the model on `dataset`: saved by an earlier eval of the same model
     file on the same images (annotation/prediction_cache.py), else predict() and saved."""
@@ -332,28 +371,67 @@ def saved_or_predicted(cfg, out_dir, source, model_path, head, dataset, predict)
     return probs, targets, features, key, reused
 
 
-def saved_val_results(cfg, out_dir, model_path, model, head, val_set, device):
-    """(results or None, probs, targets, features, key) on the val split. The same
-    model file on the same images: the saved predictions and the metrics and figures made from
-    them, nothing run or redrawn; otherwise the model runs and its predictions are saved."""
-    key = prediction_key(model_path, head, cfg.precision, val_set)
+def saved_evaluation(cfg, out_dir, model_path):
+    """(results, val set, probs, targets, features, key) of an earlier eval of this very model
+    file on these very images (its predictions, metrics and figures), or None. Runs and loads no
+    model: the head is the one saved with the predictions, whose key holds the model file's
+    SHA-256."""
     path = cache_path(out_dir, 'val')
+    facts = saved_model_facts(path)
+    if facts is None:
+        return None
+    head, trained = facts
+    use_training_transform(cfg, trained, model_path)  # says what of the eval config is ignored
+    val_set = build_dataset(cfg, 'val')
+    key = prediction_key(model_path, head, cfg.precision, val_set)
     saved = load_predictions(path, key)
     results = saved_metrics(out_dir, key) if saved is not None else None
-    if results is not None:
-        log(f"predictions of {len(val_set):,} images reused from {path} (same model file, "
-            f"same images), with their metrics and figures")
-        return results, *saved, key
+    if results is None:
+        return None
+    log(f"predictions of {len(val_set):,} images reused from {path} (same model file, "
+        f"same images), with their metrics and figures: no model runs")
+    return results, val_set, *saved, key
+
+
+def predict_and_save_val(cfg, out_dir, model_path, model, head, val_set, device, trained):
+    """(probs, targets, features, key) of the model on the val split, saved for the next eval
+    (with the model file's config `trained`)."""
+    key = prediction_key(model_path, head, cfg.precision, val_set)
     probs, targets, features = predict_val(model, head, val_set, cfg, device)
-    save_predictions(path, key, probs, targets, features)
-    return None, probs, targets, features, key
+    save_predictions(cache_path(out_dir, 'val'), key, probs, targets, features, head, trained)
+    return probs, targets, features, key
+
+
+def evaluate_model(args, cfg, request, model_path, out_dir, device, trained):
+    """(results, export or None) of a SCAN or self-label model run on its images (or, with
+    --predict, on the new ones); `trained`: the model file's config."""
+    model, head = load_clustering_model(model_path, cfg.backbone, device)
+    if cfg.num_classes == 'auto':  # the K that step 2 chose, in the model file
+        cfg.num_classes = model.cluster_head[0].out_features
+    if args.names:  # the names and the new folder are checked before the predictions
+        read_names(args.names, model.cluster_head[0].out_features)
+    predict_set = open_predict_folder(args, cfg)
+    val_set = build_dataset(cfg, 'val')
+    if predict_set is not None:
+        results, probs, features, key = evaluate_new_images(
+            cfg, out_dir, model_path, model, head, val_set, predict_set, device)
+        return results, prepare_export(request, predict_set, probs, predict_set.folder,
+                                       model_path, features,
+                                       derived_cache(out_dir, predict_set.folder, key))
+    probs, targets, features, key = predict_and_save_val(cfg, out_dir, model_path, model, head,
+                                                         val_set, device, trained)
+    export = prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val", model_path,
+                            features, derived_cache(out_dir, 'val', key)) if request else None
+    results = dict(evaluate_clustering(cfg, model_path, out_dir, val_set, probs, targets, head,
+                                       features), predictions_key=key)
+    return results, export
 
 
 def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_set, device):
     """--predict: only the new images go through the model; their own sizes and, where they
     are labelled, their own metrics. The training folder's predictions (saved by an earlier
     eval, else computed once) only name the clusters where it has labels."""
-    probs, _, features, *_ = saved_or_predicted(
+    probs, _, features, key, _ = saved_or_predicted(
         cfg, out_dir, predict_set.folder, model_path, head, predict_set,
         lambda: predict_dataset(model, head, predict_set, cfg, device, with_features=True))
     sizes = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
@@ -370,11 +448,13 @@ def evaluate_new_images(cfg, out_dir, model_path, model, head, val_set, predict_
             lambda: predict_val(model, head, val_set, cfg, device))
         matched = match_names(val_set, val_probs)[0]
     results['cluster_to_class'] = {str(k): v for k, v in matched.items()}
-    return results, probs, features
+    return results, probs, features, key
 
 
 def main(args):
-    cfg, device = start_run(args, setup=None)
+    cfg = load_run_config(args, setup=None)
+    log(f"{cfg.setup}: {cfg.config_files['exp']}; outputs in {cfg.paths[cfg.step + '_dir']}",
+        'blue')
     request = annotation_request(args, cfg)
     complete_image_settings(cfg)
     model_path = args.model or cfg.paths[f'{cfg.step}_model']
@@ -385,50 +465,47 @@ def main(args):
         protect(args.predict, 'the --predict folder')
     lock_run_folder(cfg, out_dir)
     check_fingerprint(cfg)  # the images step 1 saw
-    use_training_transform(cfg, read_model_file(model_path).config, model_path)
-    export = None
-    if cfg.step == 'pretext':
-        results = evaluate_pretext(cfg, model_path, device)
+    saved = saved_evaluation(cfg, out_dir, model_path) \
+        if cfg.step != 'pretext' and not args.predict else None
+    device, export = None, None
+    if saved is not None:  # a re-export: nothing runs, torch is not even imported
+        results, val_set, probs, _, features, key = saved
+        if request:
+            export = prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val",
+                                    model_path, features, derived_cache(out_dir, 'val', key))
     else:
-        model, head = load_clustering_model(model_path, cfg.backbone, device)
-        if cfg.num_classes == 'auto':  # the K that step 2 chose, in the model file
-            cfg.num_classes = model.cluster_head[0].out_features
-        if args.names:  # the names and the new folder are checked before the predictions
-            read_names(args.names, model.cluster_head[0].out_features)
-        predict_set = open_predict_folder(args, cfg)
-        val_set = build_dataset(cfg, 'val')
-        if predict_set is not None:
-            results, probs, features = evaluate_new_images(cfg, out_dir, model_path, model, head,
-                                                           val_set, predict_set, device)
-            export = prepare_export(request, predict_set, probs, predict_set.folder, model_path,
-                                    features)
+        from models.original import read_model_file
+
+        device = start_device(cfg)
+        log(f"the model runs on {device}")
+        trained = read_model_file(model_path).config
+        use_training_transform(cfg, trained, model_path)
+        if cfg.step == 'pretext':
+            results = evaluate_pretext(cfg, model_path, device)
         else:
-            results, probs, targets, features, key = saved_val_results(
-                cfg, out_dir, model_path, model, head, val_set, device)
-            if request:
-                export = prepare_export(request, val_set, probs, f"{cfg.val_db_name}-val",
-                                        model_path, features)
-            if results is None:
-                results = dict(evaluate_clustering(cfg, model_path, out_dir, val_set, probs,
-                                                   targets, head, features), predictions_key=key)
-        if export is not None and request.naming:
-            suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
-                          device, report=log)
+            results, export = evaluate_model(args, cfg, request, model_path, out_dir, device,
+                                             trained)
+    if export is not None and request.naming:
+        suggest_names(export, request.naming, os.path.join(cfg.root_dir, NAMING_CACHE),
+                      device or start_device(cfg), report=log)
     if 'predict' not in results:  # the step's metrics.json stays that of its own images
         path = os.path.join(out_dir, 'metrics.json')
         atomic_write_text(path, json.dumps(results, indent=2))
-    print_results(results)
+    print_results(results, messages=export is None)
     if 'predict' not in results:
         log(f"metrics: {path}" + ''.join(f"\nfigure: {p}" for p in results.get('figures', [])))
     if export:
         matched = {int(k): v for k, v in results.get('cluster_to_class', {}).items()}
         export.notes, export.warnings = results['notes'], run_warnings(cfg.paths, cfg.step)
         results['annotations'] = export.write(matched)
-        log(f"annotations: {results['annotations']}\n"
-            f"gallery: {os.path.join(args.annotate, 'index.html')}"
-            + (f"\nnames from: {export.names_file}" if export.names_file else ''), 'green')
+        log(f"annotations: {results['annotations']}"
+            + (f"\nnames from: {export.names_file}" if export.names_file else ''))
         if args.export_folders:
             log(export_class_folders(args.export_folders, export, args.copy_images), 'green')
+        report = export_report(args.annotate)  # ends the output: gallery, sizes, warnings
+        log(report.gallery, 'green')
+        log('\n'.join(report.lines))
+        print_messages(report.notes, report.warnings)
     return results
 
 

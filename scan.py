@@ -19,9 +19,9 @@ from data.loaders import set_loader_epoch
 from data.settings import complete_image_settings
 from losses import SCANLoss, lowest_loss_head, scan_head_losses
 from models.heads import heads_on_features
-from models.loading import clustering_model_from_pretext, require
+from models.loading import clustering_model_from_pretext
 from models.original import read_model_file
-from utils.checkpoint import atomic_save
+from utils.checkpoint import atomic_save, require
 from utils.config import ConfigError
 from utils.device import autocast, prepare_model, to_device
 from utils.distributed import barrier, cleanup_distributed, is_main_process, wrap_ddp

@@ -33,6 +33,7 @@ from annotation.tables import csv_text
 from utils.plots import prototype_grid
 from utils.progress import progress
 from utils.run_warnings import collapse_warnings
+from utils.runtime import log
 from utils.text import plural, visible_text
 
 CSV_NAME = 'annotations.csv'
@@ -71,10 +72,11 @@ def ranked_members(probs, clusters, cluster):
     return members[np.argsort(-probs[members, cluster], kind='stable')]
 
 
-def prepare_export(request, dataset, probs, source, model_path, features=None):
+def prepare_export(request, dataset, probs, source, model_path, features=None, derived=None):
     """Check the output folder, the names and the corrections against the images and the
     model's predictions (probs: N x clusters; features: N x D, those the clusters were trained
-    on, for the map and the outliers); raises AnnotationError, having written
+    on, for the map and the outliers; derived: where what is derived from them is kept,
+    annotation.derived_cache.DerivedCache); raises AnnotationError, having written
     nothing, when one of them is wrong."""
     folder = ExportFolder.open(request.out_dir, request.image_folders, request.force)
     images = image_set(dataset, source)
@@ -93,7 +95,7 @@ def prepare_export(request, dataset, probs, source, model_path, features=None):
     export = Export(folder, images, probs, model_path, corrections, clusters, corrected,
                     names_file, user_names, write_names=kept_names is None,
                     naming=request.naming is not None,
-                    features=features, overview_settings=request.overview)
+                    features=features, overview_settings=request.overview, derived=derived)
     folder.check_plan(export.planned_files())
     return export
 
@@ -108,13 +110,14 @@ class Export:
 
     def __init__(self, folder, images, probs, model_path, corrections, clusters, corrected,
                  names_file, user_names, write_names, naming=False, features=None,
-                 overview_settings=OverviewSettings()):
+                 overview_settings=OverviewSettings(), derived=None):
         self.folder, self.images, self.probs = folder, images, probs
         self.model_path, self.corrections = visible_text(model_path), corrections
         self.clusters, self.corrected = clusters, corrected
         self.names_file = visible_text(names_file) if names_file else None
         self.user_names, self.write_names = user_names, write_names
         self.features, self.overview_settings = features, overview_settings
+        self.derived = derived
         self.num_clusters = probs.shape[1]
         self.sizes = np.bincount(clusters, minlength=self.num_clusters)
         self.kept = [k for k in range(self.num_clusters) if k not in corrections.merges]  # shown
@@ -138,7 +141,7 @@ class Export:
         """Write every file; `matched_names` ({cluster: class}, e.g. from the training split)
         name the clusters where the images have no labels of their own. Returns the CSV's
         path."""
-        own, metrics = match_names(self.images.dataset, self.probs)
+        own, metrics, self.overview = self._derived()
         names = default_names(self.num_clusters, own or matched_names)
         names.update({k: s.chosen for k, s in self.suggestions.items()})
         names.update(self.user_names)  # the user's names always win
@@ -152,11 +155,23 @@ class Export:
         finally:
             self.folder.release()
 
+    def _derived(self):
+        """(own names, metrics, Overview): what the predictions alone give, from the cache of
+        an earlier export of the same predictions where there is one."""
+        saved = self.derived.load(self.overview_settings) if self.derived else None
+        if saved is not None:
+            log(f"map, duplicates, outliers and label matching reused from {self.derived.path}")
+            return saved
+        own, metrics = match_names(self.images.dataset, self.probs)
+        overview = Overview.compute(self.images, self.probs, self.features,
+                                    self.overview_settings)
+        if self.derived:
+            self.derived.save(own, metrics, overview)
+        return own, metrics, overview
+
     def _write_files(self, names, metrics):
         folder = self.folder
         folder.begin(self.planned_files())
-        self.overview = Overview.compute(self.images, self.probs, self.features,
-                                         self.overview_settings)
         csv_path = folder.write_text(CSV_NAME, self._csv(names))
         failed = {}  # {image: why it could not be read again}
         self._write_thumbnails(failed)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.image_folder import load_thumbnail
-from utils.metrics import cluster_metrics
 from utils.text import printable_path, printable_relpath, visible_text
 
 SHOWN_SIDE = 256  # longest side of an image decoded for the grids (cells of about 150 pixels)
@@ -100,6 +99,8 @@ def match_names(dataset, probs):
     model's clusters are named."""
     if not dataset.has_labels:
         return {}, None
+    from utils.metrics import cluster_metrics  # scikit-learn: only where labels are matched
+
     classes = class_names(dataset)
     metrics = cluster_metrics(probs.argmax(axis=1), dataset.targets, len(classes), probs=probs)
     mapping = metrics.pop('mapping')

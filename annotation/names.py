@@ -4,9 +4,6 @@ Names come from a user's YAML file (cluster id -> name), else from the classes t
 matched to when labels exist, else 'cluster K'. The gallery's "Save names" writes the same
 format as write_names (gallery.js: yamlString mirrors yaml_string).
 """
-
-import yaml
-
 from utils.config import parse_yaml
 from utils.errors import UserError
 from utils.text import ascii_number, excerpt, is_blank, visible_text

@@ -9,15 +9,15 @@ name logits, so that no two clusters get the same name.
 
 The text embeddings of a vocabulary are cached on disk, keyed by model, weights (SHA-256),
 templates and vocabulary content: a changed key embeds again, a damaged cache file is rebuilt.
+
+torch, timm, open_clip and scipy are imported where they are used: an export that names no
+clusters (a re-export from saved predictions, eval.py) loads none of them.
 """
 import hashlib
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
-import timm
-import torch
-from scipy.optimize import linear_sum_assignment
 
 from annotation.names import AnnotationError
 from utils.checkpoint import atomic_write
@@ -36,8 +36,6 @@ IMAGES_PER_CLUSTER = 50  # the most confident ones; 0 for all (costs scale with 
 MAX_VOCABULARY_BYTES = 64 * 2 ** 20
 PROMPT_CHARS = 4096  # a name is cut here before tokenising: the tokenizer keeps 77 tokens anyway
 TEXT_BATCH, IMAGE_BATCH = 256, 32
-LEMMAS = os.path.join(os.path.dirname(timm.__file__), 'data', '_info',
-                      'imagenet_synset_to_lemma.txt')
 CACHE_VERSION = 1
 
 
@@ -61,8 +59,12 @@ def default_vocabulary():
     """The ImageNet-21k classes timm ships (imagenet_synset_to_lemma.txt), named by each
     synset's first lemma; a lemma that names several synsets is kept once, with the synonyms
     of all of them."""
+    import timm
+
+    lemmas_file = os.path.join(os.path.dirname(timm.__file__), 'data', '_info',
+                               'imagenet_synset_to_lemma.txt')
     names, synonyms, index = [], [], {}
-    with open(LEMMAS, encoding='utf-8') as f:
+    with open(lemmas_file, encoding='utf-8') as f:
         for line in f:
             _, _, lemmas = line.rstrip('\n').partition('\t')
             lemmas = [lemma.strip() for lemma in lemmas.split(',') if lemma.strip()]
@@ -140,6 +142,8 @@ def unique_assignment(logits):
     """Per row (cluster) a distinct column (name) maximising the summed logits. Only each row's
     top-R columns (R = rows) can be in an optimal assignment (a row given a lower one has a free
     better one to swap to), so the matching runs on their union, not the whole vocabulary."""
+    from scipy.optimize import linear_sum_assignment
+
     rows = logits.shape[0]
     candidates = np.unique(np.argsort(-logits, axis=1, kind='stable')[:, :rows])
     chosen_rows, chosen = linear_sum_assignment(logits[:, candidates], maximize=True)
@@ -169,6 +173,8 @@ def rank_names(cluster_embeddings, text_embeddings, names, logit_scale, top=TOP)
 # ---------------------------------------------------------------------------- embedding
 
 def default_templates(device):
+    import torch
+
     return TEMPLATES if torch.device(device).type == 'cuda' else CPU_TEMPLATES
 
 
@@ -176,6 +182,8 @@ def encode_text(model, tokens):
     """model.encode_text, normalised. For open_clip's CLIP (causal text attention, pooled at
     the end-of-text token) the padding after the longest prompt cannot change the result, so it
     is cut: about 7x fewer positions for short names (open_clip has no option for it)."""
+    import torch
+
     text = getattr(model, 'transformer', None)
     causal = getattr(model, 'attn_mask', None) is not None
     if text is None or not causal or getattr(model, 'text_pool_type', None) != 'argmax':
@@ -191,24 +199,26 @@ def encode_text(model, tokens):
     return torch.nn.functional.normalize(x, dim=-1)
 
 
-@torch.inference_mode()
 def embed_vocabulary(clip, names, templates, device):
     """Name x dim ensembled text embeddings (float32, numpy). Prompts are batched by token
     count, so that each batch is cut to its own longest prompt (encode_text)."""
+    import torch
+
     per_template = []
     bar = progress(total=len(names) * len(templates), unit='prompt', desc='Vocabulary',
                    leave=False)
-    for template in templates:
-        tokens = clip.tokenizer([template.format(name[:PROMPT_CHARS]) for name in names])
-        order = torch.argsort((tokens != 0).sum(dim=1), stable=True)
-        embedded = [None] * len(names)
-        for start in range(0, len(names), TEXT_BATCH):
-            batch = order[start:start + TEXT_BATCH]
-            rows = encode_text(clip.model, tokens[batch].to(device)).float().cpu()
-            for i, row in zip(batch.tolist(), rows):
-                embedded[i] = row
-            bar.update(len(batch))
-        per_template.append(torch.stack(embedded).numpy())
+    with torch.inference_mode():
+        for template in templates:
+            tokens = clip.tokenizer([template.format(name[:PROMPT_CHARS]) for name in names])
+            order = torch.argsort((tokens != 0).sum(dim=1), stable=True)
+            embedded = [None] * len(names)
+            for start in range(0, len(names), TEXT_BATCH):
+                batch = order[start:start + TEXT_BATCH]
+                rows = encode_text(clip.model, tokens[batch].to(device)).float().cpu()
+                for i, row in zip(batch.tolist(), rows):
+                    embedded[i] = row
+                bar.update(len(batch))
+            per_template.append(torch.stack(embedded).numpy())
     bar.close()
     return ensemble(per_template)
 
@@ -239,17 +249,19 @@ def cached_text_embeddings(clip, vocabulary, templates, cache_dir, device, repor
     return embeddings
 
 
-@torch.inference_mode()
 def embed_images(clip, load, indices, device):
     """Image x dim normalised image embeddings of images load(i) for i in indices."""
+    import torch
+
     side = 2 * clip.image_size  # decoded reduced; the transform resizes to the model's size
     rows = []
-    for start in progress(range(0, len(indices), IMAGE_BATCH), unit='batch', desc='Naming',
-                          leave=False):
-        batch = torch.stack([clip.preprocess(load(int(i), side).convert('RGB'))
-                             for i in indices[start:start + IMAGE_BATCH]]).to(device)
-        rows.append(torch.nn.functional.normalize(clip.model.encode_image(batch), dim=-1)
-                    .float().cpu())
+    with torch.inference_mode():
+        for start in progress(range(0, len(indices), IMAGE_BATCH), unit='batch', desc='Naming',
+                              leave=False):
+            batch = torch.stack([clip.preprocess(load(int(i), side).convert('RGB'))
+                                 for i in indices[start:start + IMAGE_BATCH]]).to(device)
+            rows.append(torch.nn.functional.normalize(clip.model.encode_image(batch), dim=-1)
+                        .float().cpu())
     return torch.cat(rows).numpy() if rows else np.zeros((0, 0), np.float32)
 
 

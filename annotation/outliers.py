@@ -7,14 +7,14 @@ the most isolated) so that neither scale dominates, and the score is their mean:
 least confident and most isolated image of the export.
 """
 import numpy as np
-from scipy.stats import rankdata
 
 from annotation.embedding_map import normalized
-from utils.mining import mine_nearest_neighbors
 
 
 def neighbor_similarity(features, k):
     """Per image, the mean cosine similarity to its k nearest other images (1.0 when alone)."""
+    from utils.mining import mine_nearest_neighbors  # torch and faiss: only when computed
+
     n = len(features)
     if n < 2:
         return np.ones(n, np.float32)
@@ -29,6 +29,8 @@ def neighbor_similarity(features, k):
 
 def outlier_scores(confidences, features, k=10):
     """Per image, in [0, 1]: the mean of its ranks by lack of confidence and by isolation."""
+    from scipy.stats import rankdata
+
     n = len(confidences)
     if n < 2:
         return np.zeros(n, np.float32)

@@ -5,7 +5,9 @@ eval.py keeps each model's probabilities on a set of images in the step's eval/ 
 (predictions-<source>.npz), under a key made of the model file's SHA-256, the head, the
 precision and every image's path, size and modification time. The next eval of the same
 model on the same images reads them instead of running the model; any change gives another
-key, and the model runs again (and the file is replaced).
+key, and the model runs again (and the file is replaced). The head and the model's training
+transform are saved too: with the model file's SHA-256 in the key, a re-export finds them
+without loading the model (eval.py).
 """
 import hashlib
 import io
@@ -53,12 +55,13 @@ def prediction_key(model_path, head, precision, dataset):
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
-def cache_path(eval_dir, source):
-    """predictions-val.npz, or for --predict FOLDER predictions-<hash of its real path>.npz."""
+def cache_path(eval_dir, source, kind='predictions'):
+    """predictions-val.npz, or for --predict FOLDER predictions-<hash of its real path>.npz;
+    kind 'overview': what an export derives from them (annotation/derived_cache.py)."""
     if source == 'val':
-        return os.path.join(eval_dir, 'predictions-val.npz')
+        return os.path.join(eval_dir, f'{kind}-val.npz')
     digest = hashlib.sha256(os.fsencode(os.path.realpath(source))).hexdigest()[:12]
-    return os.path.join(eval_dir, f'predictions-{digest}.npz')
+    return os.path.join(eval_dir, f'{kind}-{digest}.npz')
 
 
 def load_predictions(path, key):
@@ -75,11 +78,27 @@ def load_predictions(path, key):
         return None
 
 
-def save_predictions(path, key, probs, targets, features=None):
+def saved_model_facts(path):
+    """(head, the model file's config as far as saved: its transformation_kwargs) of the
+    predictions saved in `path`, or None (no file, damaged, or written by older code)."""
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return int(saved['head']), json.loads(str(saved['trained']))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_predictions(path, key, probs, targets, features=None, head=0, trained=None):
+    """`trained`: the model file's config (only its transformation_kwargs are kept)."""
     buffer = io.BytesIO()
     features = np.zeros(0, np.float32) if features is None else np.asarray(features, np.float32)
+    kept = {'transformation_kwargs': trained.get('transformation_kwargs')} \
+        if isinstance(trained, dict) else None
     np.savez(buffer, key=np.array(key), probs=np.asarray(probs, dtype=np.float32),
-             targets=np.asarray(targets), features=features)
+             targets=np.asarray(targets), features=features, head=np.array(int(head)),
+             trained=np.array(json.dumps(kept)))
     atomic_write(path, lambda f: f.write(buffer.getvalue()), suffix='.npz')
 
 
@@ -93,7 +112,7 @@ def cached_predictions(eval_dir, source, model_path, head, precision, dataset, p
         return (*saved, key, True)
     probs, targets, *rest = predict()
     features = rest[0] if rest else None
-    save_predictions(path, key, probs, targets, features)
+    save_predictions(path, key, probs, targets, features, head)
     return probs, targets, features, key, False
 
 

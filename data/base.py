@@ -1,12 +1,13 @@
 """The sample format shared by every dataset of the project."""
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 
-class ImageDataset(Dataset):
+class ImageDataset:
     """Base class: a sample is a dict with `image`, `target` (-1 when unknown), `index`, and
-    `path` where the image comes from a file.
+    `path` where the image comes from a file. A map-style dataset for torch's DataLoader (which
+    needs only __len__ and __getitem__), with no torch base class: listing a folder then needs
+    no torch (eval.py's re-export from saved predictions).
 
     Subclasses set `targets` (int array), `classes` (list of names, or None when unlabeled),
     `paths` (list, or None) and implement `load_image(i)` returning an RGB PIL image. Datasets

@@ -31,9 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms import InterpolationMode
 
 from data.base import ImageDataset
 from utils.checkpoint import atomic_write_text
@@ -248,6 +246,10 @@ def decode_working_copy(image, size):
     height, width = resized_shape(*image.size, size)
     image.draft(None, (2 * width, 2 * height))
     image = to_rgb(image)  # decodes every byte of the file: a truncated one fails here
+    # torchvision here, not at the top: listing and checking a folder need no torch
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
     # the target shape from the full size: a drafted size may round differently
     return np.asarray(TF.resize(image, [height, width], interpolation=InterpolationMode.BILINEAR,
                                 antialias=True))

@@ -6,9 +6,7 @@ from easydict import EasyDict
 
 from data import build_dataset
 from data.image_folder import FolderError
-from data.timm_preprocessing import apply_timm_data_config
-from utils.config import ConfigError, dotted_items, is_timm_backbone
-from utils.k_selection import check_range
+from utils.config import ConfigError, check_k_range, dotted_items, is_timm_backbone
 from utils.paths import is_inside
 from utils.text import plural
 
@@ -57,7 +55,7 @@ def check_folder(cfg, dataset):
                           f"nothing is written there: set root_dir in {cfg.config_files['env']} "
                           f"to a folder outside it")
     if cfg.num_classes == 'auto':
-        check_range(cfg.num_classes_range, n, where)
+        check_k_range(cfg.num_classes_range, n, where)
     elif n < cfg.num_classes:
         raise FolderError(f"{cfg.folder} has {plural(n, 'readable image')}, fewer than num_classes="
                           f"{cfg.num_classes} ({where}): add images or lower it with "
@@ -76,6 +74,8 @@ def check_folder(cfg, dataset):
 def complete_image_settings(cfg):
     t, a = cfg.transformation_kwargs, cfg.augmentation_kwargs
     if is_timm_backbone(cfg.backbone):  # sizes and statistics of the pretrained model
+        from data.timm_preprocessing import apply_timm_data_config  # timm only where needed
+
         apply_timm_data_config(cfg)
     dataset = None
     if cfg.train_db_name == 'folder':

@@ -2,17 +2,9 @@
 
 Every model file is read by models.original.read_model_file: this project's own files and the
 original SCAN code's (the authors' released checkpoints) load the same way."""
-import os
-
 from models import ClusteringModel, build_backbone
 from models.original import NotAModelFile, read_model_file
-from utils.checkpoint import load_state_dict_strict
-
-
-def require(path, produced_by):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} is missing: run {produced_by} with the same "
-                                f"--config_env first (it writes this file)")
+from utils.checkpoint import load_state_dict_strict, require
 
 
 def clustering_model_from_pretext(cfg):

@@ -40,5 +40,3 @@ SELFLABEL=configs/selflabel/selflabel_folder$SUFFIX.yml
 "$PY" selflabel.py --config_env $ENV --config_exp "$SELFLABEL" --opts "${STEP_OPTS[@]}"
 OUT=$("$PY" -m annotation.folder_report where --config_env $ENV --config_exp "$SELFLABEL" --opts "${STEP_OPTS[@]}")
 "$PY" eval.py --config_env $ENV --config_exp "$SELFLABEL" --annotate "$OUT" --opts "${STEP_OPTS[@]}"
-echo
-"$PY" -m annotation.folder_report report "$OUT"

@@ -1,5 +1,6 @@
 """Atomic writes that survive kills and full disks, checkpoints read with clear errors, and
-strict weight loading."""
+strict weight loading. torch is imported where a checkpoint is read or written, not here: the
+atomic writes serve a re-export from saved predictions, which loads no torch (eval.py)."""
 import errno
 import os
 import pickle
@@ -8,7 +9,6 @@ import tempfile
 import zipfile
 
 import numpy as np
-import torch
 
 from utils.errors import UserError
 from utils.outputs import check_output_folder
@@ -77,6 +77,8 @@ def atomic_write(path, write, keep_previous=False, suffix='.pth'):
 
 def atomic_save(obj, path, keep_previous=False):
     """torch.save through atomic_write."""
+    import torch
+
     atomic_write(path, lambda f: torch.save(obj, f), keep_previous)
 
 
@@ -129,10 +131,18 @@ def why_unloadable(path, error):
     return f"is truncated or damaged ({type(error).__name__}: {error})"
 
 
+def require(path, produced_by):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: run {produced_by} with the same "
+                                f"--config_env first (it writes this file)")
+
+
 def load(path, device='cpu'):
     """torch.load(weights_only=True); a file it cannot read is a CheckpointError saying why."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    import torch
+
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises many types on bad files (see why_unloadable)
@@ -203,6 +213,8 @@ def load_state_dict_strict(model, state_dict, source, allowed_missing=(), allowe
 def check_finite_weights(state_dict, source):
     """Weights with NaN or infinite values load silently and crash a later step: refuse them,
     naming the file."""
+    import torch
+
     bad = sorted(k for k, v in state_dict.items() if torch.is_tensor(v)
                  and v.is_floating_point() and not bool(torch.isfinite(v).all()))
     if bad:

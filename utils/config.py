@@ -282,6 +282,13 @@ def _lookup(values, dotted):
     return values
 
 
+def check_k_range(k_range, num_images, where):
+    """num_classes=auto: the largest K tried must not exceed the number of images."""
+    if k_range[1] > num_images:
+        raise ConfigError(f"{where}: key 'num_classes_range' is {list(k_range)}, but there are "
+                          f"only {num_images} images: lower its maximum to {num_images} or less")
+
+
 def check_ranges(values, ranges, where, overridden=()):
     """Every key of `ranges` present in `values` holds an allowed value; the error names the
     key, where it was set and what is allowed."""

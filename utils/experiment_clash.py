@@ -8,11 +8,9 @@ changes the result stops the run with the keys, the values and what to do.
 """
 import os
 
-import torch
-
 from utils.checkpoint import PREVIOUS_SUFFIX
 from utils.config import dotted_items
-from utils.training import ResumeConflict, config_differences, plain
+from utils.config_changes import ResumeConflict, config_differences, plain
 
 SHOWN = 120  # characters of a changed value shown in the message
 
@@ -24,6 +22,8 @@ class ExperimentClash(ResumeConflict):
 def saved_config(path):
     """The config stored in a checkpoint or model file, read without loading the weights
     into memory (mmap); None when the file is missing, unreadable or holds none."""
+    import torch  # here: a folder without model files (an export's) needs no torch
+
     try:
         state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     except Exception:  # a damaged file: the resume's own checks report it with its fallback
@@ -47,7 +47,7 @@ def describe_changes(old, new, keys):
 def check_no_clash(cfg, step_dir):
     """Raise ExperimentClash when `step_dir` holds a model or checkpoint written by a run whose
     configuration differs from `cfg` in a key that changes the result (the keys a resume may
-    change, utils.training.RESUMABLE_CHANGES, excepted)."""
+    change, utils.config_changes.RESUMABLE_CHANGES, excepted)."""
     current = plain(cfg)
     for name in ('checkpoint.pth.tar', 'checkpoint.pth.tar' + PREVIOUS_SUFFIX, 'model.pth.tar'):
         path = os.path.join(step_dir, name)

@@ -23,7 +23,7 @@ from scipy import sparse
 from scipy.sparse.linalg import eigsh
 
 from utils.checkpoint import atomic_write, atomic_write_text
-from utils.config import ConfigError
+from utils.config import check_k_range
 from utils.mining import mine_nearest_neighbors
 from utils.plots import plt  # the Agg backend: files only
 
@@ -67,13 +67,6 @@ def largest_eigengap(neighbors, k_min, k_max):
     gaps = eigenvalues[k_min:k_max + 1] - eigenvalues[k_min - 1:k_max]
     order = np.argsort(gaps)[::-1]
     return int(order[0] + k_min), float(gaps[order[0]] / max(gaps[order[1]], 1e-12))
-
-
-def check_range(k_range, num_images, where):
-    """The largest K tried must not exceed the number of images."""
-    if k_range[1] > num_images:
-        raise ConfigError(f"{where}: key 'num_classes_range' is {list(k_range)}, but there are "
-                          f"only {num_images} images: lower its maximum to {num_images} or less")
 
 
 def choose_num_classes(features, k_range, seed=0):
@@ -137,7 +130,7 @@ def write_k_selection(out_dir, chosen, table, seconds, k_range):
 def resolve_auto_num_classes(cfg, features, write=True):
     """Step 2 with num_classes=auto: K from step 1's features of the train images, said on the
     console and written beside the step's model; cfg follows it."""
-    check_range(cfg.num_classes_range, len(features), cfg.config_files['exp'])
+    check_k_range(cfg.num_classes_range, len(features), cfg.config_files['exp'])
     chosen, table, seconds = choose_num_classes(features, cfg.num_classes_range, cfg.seed)
     consistent = [k for k, (_, read, _) in table.items() if read == k]
     print(f"num_classes=auto: K={chosen} chosen in {seconds:.1f}s from K in "

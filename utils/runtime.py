@@ -1,4 +1,5 @@
-"""What every script does first: arguments, configuration, process group, device."""
+"""What every script does first: arguments, configuration, process group, device. The device
+(and torch) come last and apart: eval.py's re-export from saved predictions never needs them."""
 import argparse
 import sys
 
@@ -6,14 +7,12 @@ from termcolor import colored
 
 from utils.checkpoint import disk_full
 from utils.config import STEP_OF_SETUP, ConfigError, load_config
-from utils.device import configure_backends, select_device
 from utils.distributed import init_distributed, is_main_process
 from utils.errors import UserError
 from utils.experiment_clash import check_no_clash
 from utils.lock import lock_output_folder, release_output_locks
 from utils.outputs import protect, reset_protected
 from utils.run_warnings import start_warnings
-from utils.training import seed_everything
 
 
 def get_args_parser(description):
@@ -28,6 +27,15 @@ def get_args_parser(description):
 
 def start_run(args, setup):
     """Load and check the configuration, join DDP when launched by torchrun, pick the device."""
+    cfg = load_run_config(args, setup)
+    device = start_device(cfg)
+    log(f"{cfg.setup}: {cfg.config_files['exp']} on {device}; outputs in "
+        f"{cfg.paths[cfg.step + '_dir']}", 'blue')
+    return cfg, device
+
+
+def load_run_config(args, setup):
+    """The checked configuration; the folder of its images protected. Imports no torch."""
     try:  # eval.py (setup None) may read a file that holds no training keys
         cfg = load_config(args.config_env, args.config_exp, args.opts, evaluation=setup is None)
     except ConfigError as e:
@@ -38,13 +46,19 @@ def start_run(args, setup):
     reset_protected()  # the folders of this run's images, where nothing is written
     if cfg.get('folder'):
         protect(cfg.folder)
+    return cfg
+
+
+def start_device(cfg):
+    """Join DDP when launched by torchrun, seed, pick the device (the first use of torch)."""
+    from utils.device import configure_backends, select_device
+    from utils.training import seed_everything
+
     init_distributed()
     seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
     device = select_device(cfg.device)
     configure_backends(device, cfg.precision)
-    log(f"{cfg.setup}: {cfg.config_files['exp']} on {device}; outputs in "
-        f"{cfg.paths[cfg.step + '_dir']}", 'blue')
-    return cfg, device
+    return device
 
 
 def lock_run_folder(cfg, folder):

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from utils.checkpoint import PREVIOUS_SUFFIX, atomic_save, atomic_write_text, load_with_fallback
+from utils.config_changes import ResumeConflict, config_differences, plain  # noqa: F401 (theirs)
 from utils.distributed import get_rank, is_main_process
-from utils.errors import UserError
 from utils.outputs import append_text
 from utils.paths import file_digest
 
@@ -54,23 +54,7 @@ def build_scheduler(cfg, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-# Keys that may change between a run and its resumption without invalidating the checkpoint:
-# where things are, how fast they run, and what happens after training (mining).
-RESUMABLE_CHANGES = {'epochs', 'num_workers', 'device', 'root_dir', 'data_dir', 'imagenet_dir',
-                     'paths', 'config_files', 'knn_every', 'knn_k', 'fast_augmentation',
-                     'num_neighbors', 'num_neighbors_val', 'mining_index', 'mining_ivf_kwargs',
-                     # read by selflabel.py --corrections alone, which checks them itself
-                     'refine_epochs', 'refine_lr', 'correction_weight'}
 CHECKPOINT_KEYS = ('model', 'optimizer', 'epoch', 'config')
-
-
-def config_differences(old, new):
-    keys = (set(old) | set(new)) - RESUMABLE_CHANGES
-    return sorted(k for k in keys if old.get(k) != new.get(k))
-
-
-class ResumeConflict(UserError, RuntimeError):
-    """A checkpoint exists but was written by a run with another configuration."""
 
 
 def note(message):
@@ -159,11 +143,6 @@ def replay_schedule(scheduler, start_lrs, epochs_done):
         warnings.simplefilter('ignore', UserWarning)
         for _ in range(epochs_done):
             scheduler.step()
-
-
-def plain(cfg):
-    """EasyDict -> plain nested dicts/lists (what torch.load(weights_only=True) accepts)."""
-    return json.loads(json.dumps(cfg))
 
 
 # What the epoch line shows, in order, with its format: the numbers that matter, rounded; the
