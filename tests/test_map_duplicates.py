@@ -104,6 +104,26 @@ def test_tiny_pictures_are_matched_by_content_only(tmp_path):
         [['tiny_0 copy.png', 'tiny_0.png']]
 
 
+def test_only_files_of_a_shared_size_are_hashed(tmp_path, monkeypatch):
+    """An exact copy has the size of its original: a file of a size of its own is never read
+    for its SHA-256 (and cannot be in an exact pair)."""
+    import annotation.duplicates as duplicates_module
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 40 + 8 * i, 3), dtype=np.uint8)).save(
+            tmp_path / f'photo_{i}.png')
+    shutil.copyfile(tmp_path / 'photo_2.png', tmp_path / 'photo_2 copy.png')
+    hashed = []
+    digest = duplicates_module.file_digest
+    monkeypatch.setattr(duplicates_module, 'file_digest',
+                        lambda path: hashed.append(os.path.basename(path)) or digest(path))
+    dataset = ImageFolderDataset(str(tmp_path))
+    duplicates = Duplicates.of_images(image_set(dataset, 'photos'), 20)
+    assert sorted(hashed) == ['photo_2 copy.png', 'photo_2.png']
+    assert [[os.path.basename(dataset.paths[i]) for i in ids] for ids in duplicates.members()] \
+        == [['photo_2 copy.png', 'photo_2.png']] and duplicates.exact.sum() == 2
+
+
 def test_pairs_and_groups_from_codes():
     codes = np.zeros((5, 24), np.uint8)
     codes[1, 0] = 0b111  # 3 bits from image 0
