@@ -381,13 +381,13 @@ def saved_evaluation(cfg, out_dir, model_path):
     if facts is None:
         return None
     head, trained = facts
-    use_training_transform(cfg, trained, model_path)  # says what of the eval config is ignored
-    val_set = build_dataset(cfg, 'val')
+    val_set = build_dataset(cfg, 'val')  # listed only: no pixels are needed
     key = prediction_key(model_path, head, cfg.precision, val_set)
     saved = load_predictions(path, key)
     results = saved_metrics(out_dir, key) if saved is not None else None
-    if results is None:
+    if results is None:  # another model or other images: the model runs (and is reported)
         return None
+    use_training_transform(cfg, trained, model_path)  # says what of the eval config is ignored
     log(f"predictions of {len(val_set):,} images reused from {path} (same model file, "
         f"same images), with their metrics and figures: no model runs")
     return results, val_set, *saved, key

@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from tests.browser import start_chromium
+
 
 @pytest.fixture(scope='module')
 def one_thread():
@@ -11,3 +13,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium driver whose downloads land in `driver.downloads` (the test is skipped
+    where Chromium is not installed)."""
+    downloads = tmp_path / 'downloads'
+    downloads.mkdir()
+    driver = start_chromium(tmp_path, downloads)
+    driver.downloads = str(downloads)
+    yield driver
+    driver.quit()

@@ -7,6 +7,7 @@ import eval as evaluate
 import scan
 import selflabel
 import simclr
+from tests.folder_images import write_pattern_folder
 from utils.config import output_name
 from utils.lock import release_output_locks
 from utils.runtime import get_args_parser
@@ -52,6 +53,19 @@ def run_step(module, env, exp, *opts):
         return module.main(args)
     finally:
         release_output_locks()  # as run_cli does when the script ends
+
+
+def trained_pattern_folder(root):
+    """Steps 1 and 2 (one epoch each, scan_folder.yml) on 18 pattern images of 3 kinds in
+    root/photos, outputs in root/out: (env file, the --opts that eval.py needs too)."""
+    folder = os.path.join(root, 'photos')
+    write_pattern_folder(folder, 6)
+    env = write_env(str(root), os.path.join(root, 'out'))
+    opts = [f'folder={folder}', 'num_classes=3', 'num_workers=0', 'num_neighbors=5',
+            'batch_size=18', 'epochs=1']
+    run_step(simclr, env, 'configs/pretext/simclr_folder.yml', *opts)
+    run_step(scan, env, 'configs/scan/scan_folder.yml', *opts)
+    return env, opts
 
 
 def run_eval(env, exp, *extra):

@@ -16,7 +16,7 @@ import scan
 import selflabel
 import simclr
 from tests.fake_datasets import write_bad_files
-from tests.browser import open_page, start_chromium, wait_for_download
+from tests.browser import open_page, wait_for_download
 from tests.folder_images import KINDS, folder_state, write_pattern_folder
 from tests.pipeline_run import folder_outputs, write_env
 from utils.runtime import get_args_parser, run_cli
@@ -332,16 +332,6 @@ def test_plain_eval_is_unchanged(run):
 
 
 # ------------------------------------------------------------------------ the gallery in Chromium
-
-@pytest.fixture
-def browser(tmp_path):
-    downloads = tmp_path / 'downloads'
-    downloads.mkdir()
-    driver = start_chromium(tmp_path, downloads)
-    driver.downloads = str(downloads)
-    yield driver
-    driver.quit()
-
 
 def js(driver, script, *args):
     return driver.execute_script(script, *args)

@@ -8,12 +8,10 @@ import urllib.parse
 import pytest
 import torchvision
 
-import scan
-import simclr
 from annotation.class_folders import folder_name, write_tree
 from annotation.names import AnnotationError
 from tests.folder_images import folder_state, write_pattern_folder
-from tests.pipeline_run import run_eval, run_step, write_env
+from tests.pipeline_run import run_eval, trained_pattern_folder
 
 NAMES = {0: 'cats', 1: 'a/b: c%?', 2: '.hidden '}
 
@@ -114,13 +112,7 @@ def test_a_link_in_place_of_a_class_folder_is_never_followed(images, tmp_path):
 
 
 def test_eval_exports_the_named_clusters_as_folders(tmp_path):
-    folder = tmp_path / 'photos'
-    write_pattern_folder(str(folder), 6)
-    env = write_env(str(tmp_path), tmp_path / 'out')
-    opts = [f'folder={folder}', 'num_classes=3', 'num_workers=0', 'num_neighbors=5',
-            'batch_size=18', 'epochs=1']
-    run_step(simclr, env, 'configs/pretext/simclr_folder.yml', *opts)
-    run_step(scan, env, 'configs/scan/scan_folder.yml', *opts)
+    env, opts = trained_pattern_folder(tmp_path)
     names = tmp_path / 'names.yml'
     names.write_text('0: "red/discs"\n1: stripes\n2: checks\n')
     results = run_eval(env, 'configs/scan/scan_folder.yml', '--annotate', str(tmp_path / 'ann'),

@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 
 import eval as eval_script
-import scan
-import simclr
 from annotation import overview as overview_module
 from annotation import prediction_cache
 from annotation.derived_cache import DerivedCache
 from annotation.duplicates import Duplicates
-from tests.browser import open_page, start_chromium
+from tests.browser import open_page
 from tests.folder_images import write_pattern_folder
-from tests.pipeline_run import run_eval, run_step, write_env
+from tests.pipeline_run import run_eval, trained_pattern_folder
 from tests.test_annotate import js, move_selected, type_name
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -73,13 +71,7 @@ def test_predictions_are_reused_until_the_model_or_an_image_changes(tmp_path):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp('fast')
-    folder = root / 'photos'
-    write_pattern_folder(str(folder), 6)
-    env = write_env(str(root), root / 'out')
-    opts = [f'folder={folder}', 'num_classes=3', 'num_workers=0', 'num_neighbors=5',
-            'batch_size=18', 'epochs=1']
-    run_step(simclr, env, 'configs/pretext/simclr_folder.yml', *opts)
-    run_step(scan, env, SCAN, *opts)
+    env, opts = trained_pattern_folder(root)
     first = run_eval(env, SCAN, '--annotate', str(root / 'export'), '--opts', *opts)
     return root, env, opts, first
 
@@ -178,16 +170,6 @@ def test_predict_runs_only_the_new_images_and_reports_them(trained, monkeypatch,
     assert [p.stat().st_mtime_ns for p in metrics.rglob('metrics.json')] == before
     summary = json.loads((root / 'predicted' / 'summary.json').read_text())
     assert summary['metrics']['acc'] == results['acc']
-
-
-@pytest.fixture
-def browser(tmp_path):
-    downloads = tmp_path / 'downloads'
-    downloads.mkdir()
-    driver = start_chromium(tmp_path, downloads)
-    driver.downloads = str(downloads)
-    yield driver
-    driver.quit()
 
 
 def leaving_is_questioned(driver):

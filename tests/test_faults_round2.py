@@ -471,16 +471,6 @@ def test_corrections_that_are_a_folder_or_a_fifo(tmp_path):
 
 # 14. The gallery: no merge or move into nothing, one definition of blank, the umask -------------
 
-@pytest.fixture
-def browser(tmp_path):
-    from tests.browser import start_chromium
-    downloads = tmp_path / 'downloads'
-    downloads.mkdir()
-    driver = start_chromium(tmp_path, downloads)
-    yield driver
-    driver.quit()
-
-
 def test_the_last_cluster_cannot_be_merged_or_moved_into_nothing(labelled, tmp_path, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select

@@ -22,7 +22,7 @@ from models.clip_model import NamingModelError, load_clip_model, weights_path
 from models.timm_backbone import WeightsUnavailable
 from tests.browser import open_page, wait_for_download
 from tests.clip_tiny import write_tiny_clip
-from tests.test_annotate import browser, js, read_csv, run  # noqa: F401 (fixtures)
+from tests.test_annotate import js, read_csv, run  # noqa: F401 (fixtures)
 from utils.checkpoint import WeightsMismatch
 
 

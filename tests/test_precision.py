@@ -57,3 +57,40 @@ def test_start_run_applies_the_config(tmp_path, precision):
         '--opts', f'precision={precision}'])
     cfg, _ = start_run(args, 'simclr')
     assert cfg.precision == precision and device_module._precision == precision
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_auto_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, native):
+    monkeypatch.setattr(device_module, 'native_bf16', lambda device: native)
+    assert configure_backends(CPU, 'auto') == ('bf16' if native else 'fp32')
+    with autocast(CPU):
+        product = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert product.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_native_bf16_reads_the_cpu_features(monkeypatch):
+    class Features:  # torch._C._cpu as a CPU with AMX but without AVX512-BF16 would show it
+        _is_avx512_bf16_supported = staticmethod(lambda: False)
+        _is_amx_tile_supported = staticmethod(lambda: True)
+    monkeypatch.setattr(torch._C, '_cpu', Features, raising=False)
+    assert device_module.native_bf16(CPU)
+    Features._is_amx_tile_supported = staticmethod(lambda: False)
+    assert not device_module.native_bf16(CPU)
+    monkeypatch.delattr(torch._C, '_cpu')  # a torch without these checks: fp32, never a crash
+    assert not device_module.native_bf16(CPU)
+
+
+def test_auto_is_logged_and_kept_as_written(tmp_path, capsys):
+    env = write_env(str(tmp_path), tmp_path / 'out')
+    args = get_args_parser('t').parse_args([
+        '--config_env', env, '--config_exp', f'{ROOT}/configs/pretext/simclr_digits.yml',
+        '--opts', 'precision=auto'])
+    cfg, _ = start_run(args, 'simclr')
+    chosen = 'bf16' if device_module.native_bf16(CPU) else 'fp32'
+    assert cfg.precision == 'auto' and device_module._precision == chosen
+    assert f"precision auto: {chosen} on this CPU" in capsys.readouterr().out
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="'fp32', 'bf16' or 'auto', got 'fp16'"):
+        configure_backends(CPU, 'fp16')
