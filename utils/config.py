@@ -108,8 +108,8 @@ COMMON_SCHEMA = {
     'fast_augmentation': Key(bool, False),
     'sync_bn': Key(bool, True),
     # fp32 as the original; bf16: autocast in training, mining and evaluation, and TF32
-    # matrix products on CUDA
-    'precision': Key(str, 'fp32', choices=('fp32', 'bf16')),
+    # matrix products on CUDA; auto: bf16 where the device computes it natively, else fp32
+    'precision': Key(str, 'fp32', choices=('fp32', 'bf16', 'auto')),
     # eval.py --annotate: the map, near-duplicates and outliers (annotation/, docs/map.md)
     'overview_kwargs': {'map_method': Key(str, 'auto', choices=('auto', 'umap', 'tsne', 'pca')),
                         'map_neighbors': Key(int, 15), 'map_min_dist': Key(NUMBER, 0.1),

@@ -37,17 +37,38 @@ def select_device(name='auto'):
 _precision = 'fp32'
 
 
+def native_bf16(device):
+    """Whether the device multiplies bf16 matrices in hardware: CUDA from Ampere on; a CPU with
+    AVX512-BF16 or AMX (x86). Elsewhere (older x86, ARM) bf16 runs emulated on the CPU and is
+    several times slower than fp32, so `auto` keeps fp32 there."""
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch._C, '_cpu', None)  # torch's own CPU feature checks (private, so guarded)
+    checks = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(device, precision):
+    """'fp32' or 'bf16' for the configured precision; 'auto' is bf16 where the device has native
+    bf16 products (native_bf16), else fp32."""
+    if precision not in ('fp32', 'bf16', 'auto'):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    if precision == 'auto':
+        return 'bf16' if native_bf16(device) else 'fp32'
+    return precision
+
+
 def configure_backends(device, precision='fp32'):
     """fp32 (the original's): full precision everywhere, TF32 off. bf16: bf16 autocast, and TF32
-    for the matrix products left in fp32 on CUDA."""
+    for the matrix products left in fp32 on CUDA. auto: bf16 where the device computes it
+    natively, else fp32. Returns the precision chosen."""
     global _precision
-    if precision not in ('fp32', 'bf16'):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    _precision = precision
+    _precision = resolve_precision(device, precision)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = precision == 'bf16'
-    torch.backends.cudnn.allow_tf32 = precision == 'bf16'
+    torch.backends.cuda.matmul.allow_tf32 = _precision == 'bf16'
+    torch.backends.cudnn.allow_tf32 = _precision == 'bf16'
+    return _precision
 
 
 def autocast(device):

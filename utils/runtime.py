@@ -57,7 +57,11 @@ def start_device(cfg):
     init_distributed()
     seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
     device = select_device(cfg.device)
-    configure_backends(device, cfg.precision)
+    chosen = configure_backends(device, cfg.precision)
+    if cfg.precision == 'auto':
+        log(f"precision auto: {chosen} on this {device.type.upper()} ("
+            + ("it computes bf16 natively" if chosen == 'bf16' else
+               "no native bf16 here: bf16 would be slower") + ")")
     return device
 
 
