@@ -34,6 +34,14 @@ def perceptual_code(image):
     return np.packbits(np.concatenate([hash_(image).hash.ravel() for hash_ in hashes]))
 
 
+def hashed_image(images, index, keep=False):
+    """The image at HASH_SIDE, shrunk from the gallery's thumbnail, which `keep` holds for the
+    gallery (annotation.images): each photo of an export is decoded once for both."""
+    image = images.gallery_thumbnail(index, keep=keep)
+    image.thumbnail((HASH_SIDE, HASH_SIDE))
+    return image
+
+
 def image_fingerprints(images):
     """(content digests, perceptual codes as N x CODE_BYTES uint8, whether each has a code) of
     an ImageSet (annotation.images); an image that cannot be read now gets digest None and no
@@ -50,7 +58,7 @@ def image_fingerprints(images):
 
     def fingerprint(index):
         try:
-            image = images.load_thumbnail(index, HASH_SIDE)
+            image = hashed_image(images, index, keep=True)
             digest = content_digest(index)
         except Exception:  # PIL raises many types on bad data; the export lists such files
             return None, np.zeros(CODE_BYTES, np.uint8), False

@@ -224,11 +224,13 @@ class Export:
         same_images = same_images_as_before(self.folder, self.images_key)
 
         def write_one(index):
+            png = self.images.take_thumbnail_png(index)  # made by the duplicate search
             if same_images and self.folder.keep(gallery.thumbnail_path(index)):
                 return  # an earlier export of these very images made it
-            image = self._load(lambda i: self.images.load_thumbnail(i, gallery.THUMB_SIZE),
-                               index, failed)
-            self.folder.write(gallery.thumbnail_path(index), gallery.thumbnail_png(image))
+            if png is None:
+                png = gallery.thumbnail_png(self._load(self.images.gallery_thumbnail, index,
+                                                       failed))
+            self.folder.write(gallery.thumbnail_path(index), png)
 
         with ThreadPoolExecutor(THREADS) as pool:
             list(progress(pool.map(write_one, range(len(self.images))), total=len(self.images),

@@ -24,7 +24,7 @@ from PIL import Image, ImageEnhance
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from annotation.duplicates import (HASH_SIDE, Duplicates, image_fingerprints,  # noqa: E402
+from annotation.duplicates import (Duplicates, hashed_image, image_fingerprints,  # noqa: E402
                                    perceptual_code)  # noqa: E402
 from annotation.images import image_set  # noqa: E402
 from benchmarks.photo_folder import photo  # noqa: E402
@@ -153,7 +153,7 @@ def main():
 
 def hash_table(images, source_of):
     """Precision / recall of each imagehash hash alone and of the export's code, by distance."""
-    thumbs = [images.load_thumbnail(i, HASH_SIDE) for i in range(len(images))]
+    thumbs = [hashed_image(images, i) for i in range(len(images))]
     content, _, _ = image_fingerprints(images)
     rows = [(name, np.stack([np.packbits(function(t).hash.ravel()) for t in thumbs]),
              SINGLE_DISTANCES) for name, function in HASHES.items()]

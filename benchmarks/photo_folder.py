@@ -4,6 +4,9 @@ noise, saved as JPEG in one sub-folder per shape (a labelled tree).
 
     python benchmarks/photo_folder.py /tmp/photos --per_class 1000     # 5,000 images
     python benchmarks/photo_folder.py /tmp/phone --per_class 40 --size 4032x3024  # 12 MP, ~3 MB each
+
+Halves of one tree can be made side by side (one core each): `--seed 1 --first 0` and
+`--seed 2 --first 500`, both with `--per_class 500`.
 """
 import argparse
 import os
@@ -52,11 +55,12 @@ def main():
     parser.add_argument('--size', type=parse_size, default=SIZE,
                         help='WIDTHxHEIGHT of each photo (default 256x192; a phone: 4032x3024)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--first', type=int, default=0, help='number of the first photo per class')
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     for shape in SHAPES:
         os.makedirs(os.path.join(args.folder, shape), exist_ok=True)
-        for i in range(args.per_class):
+        for i in range(args.first, args.first + args.per_class):
             photo(shape, rng, args.size).save(
                 os.path.join(args.folder, shape, f'{shape}_{i:04d}.jpg'), quality=90)
     print(f"{len(SHAPES) * args.per_class} images of {args.size[0]} x {args.size[1]} pixels in "

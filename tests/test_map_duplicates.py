@@ -17,7 +17,7 @@ from annotation.export import ExportRequest, prepare_export
 from annotation.images import image_set
 from annotation.outliers import outlier_scores
 from annotation.overview import OverviewSettings
-from data.image_folder import ImageFolderDataset
+from data.image_folder import ImageFolderDataset, load_thumbnail
 from tests.browser import open_page, start_chromium
 from tests.hostile_files import HOSTILE_NAMES
 from utils.config import ConfigError, load_config
@@ -196,6 +196,34 @@ def exported(folder, dataset, tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize('held', [512 * 2**20, 0])
+def test_each_picture_is_decoded_once_for_its_thumbnail_and_its_hash(folder, dataset, tmp_path,
+                                                                    monkeypatch, held):
+    """The duplicate search keeps the gallery's thumbnail it decoded (up to a memory cap): the
+    gallery writes it without a second decode, and the same PNG as a decode of its own."""
+    from annotation import gallery, images as images_module
+    decoded = []
+
+    def counted(path, side):
+        decoded.append((path, side))
+        return load_thumbnail(path, side)
+    monkeypatch.setattr(images_module, 'load_thumbnail', counted)
+    monkeypatch.setattr(images_module, 'KEPT_THUMBNAILS_BYTES', held)
+    n = len(dataset.paths)
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), n)
+    out = tmp_path / 'out'
+    prepare_export(ExportRequest(str(out), image_folders=(folder[0],)), dataset, probs,
+                   folder[0], 'model.pth').write()
+    not_for_grids = [p for p, side in decoded if side != images_module.SHOWN_SIDE]
+    assert sorted(not_for_grids) == sorted(dataset.paths * (1 if held else 2))
+    assert {side for p, side in decoded if side != images_module.SHOWN_SIDE} == {
+        gallery.THUMB_SIZE}
+    for index in (0, n - 1):
+        written = (out / gallery.thumbnail_path(index)).read_bytes()
+        assert written == gallery.thumbnail_png(load_thumbnail(dataset.paths[index],
+                                                               gallery.THUMB_SIZE))
+
+
 def test_export_writes_map_duplicates_and_outliers(exported, folder, dataset):
     with open(os.path.join(exported, 'annotations.csv'), newline='', encoding='utf-8') as f:
         rows = list(csv.DictReader(f))
@@ -242,8 +270,9 @@ def test_map_view_in_chromium(exported, tmp_path):
             }).filter(Boolean).length;""")
         assert painted == ORIGINALS + 3  # a painted point where every image is
         # hover a point: its thumbnail; click it: selected for "Move selected to" (the whole
-        # canvas in view: selenium's offsets are from the centre of its visible part)
-        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", canvas)
+        # canvas in view, clear of the sticky toolbar at the top: selenium's offsets are from
+        # the centre of its visible part)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
         x, y = driver.execute_script("""
             const m = window.scanMap, f = m.fit(), [sx, sy] = m.toScreen(5, f);
             const box = document.getElementById('map-canvas').getBoundingClientRect();
