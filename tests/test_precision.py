@@ -1,6 +1,8 @@
 """precision: fp32 (the original's, and the default) or bf16, set once at the start of a run and
 used alike by training, mining and evaluation, on the CPU as on CUDA."""
 import contextlib
+import os
+import platform
 
 import pytest
 import torch
@@ -68,16 +70,32 @@ def test_auto_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, nativ
     assert product.dtype == (torch.bfloat16 if native else torch.float32)
 
 
-def test_native_bf16_reads_the_cpu_features(monkeypatch):
-    class Features:  # torch._C._cpu as a CPU with AMX but without AVX512-BF16 would show it
-        _is_avx512_bf16_supported = staticmethod(lambda: False)
-        _is_amx_tile_supported = staticmethod(lambda: True)
-    monkeypatch.setattr(torch._C, '_cpu', Features, raising=False)
+@pytest.mark.parametrize('found, native', [({'avx512_bf16': True, 'amx_bf16': False}, True),
+                                          ({'avx512_bf16': False, 'amx_bf16': True}, True),
+                                          ({'avx512_bf16': False, 'avx2': True}, False),
+                                          ({}, False)])
+def test_native_bf16_reads_the_cpu_features(monkeypatch, found, native):
+    monkeypatch.setattr(torch.cpu, 'get_capabilities', lambda: found, raising=False)
+    assert device_module.native_bf16(CPU) is native
+
+
+def test_native_bf16_on_a_torch_without_get_capabilities(monkeypatch):
+    monkeypatch.delattr(torch.cpu, 'get_capabilities', raising=False)
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: True, raising=False)
     assert device_module.native_bf16(CPU)
-    Features._is_amx_tile_supported = staticmethod(lambda: False)
-    assert not device_module.native_bf16(CPU)
-    monkeypatch.delattr(torch._C, '_cpu')  # a torch without these checks: fp32, never a crash
-    assert not device_module.native_bf16(CPU)
+    monkeypatch.delattr(torch.cpu, '_is_amx_tile_supported')
+    monkeypatch.delattr(torch.cpu, '_is_avx512_bf16_supported')
+    assert not device_module.native_bf16(CPU)  # no way to tell: fp32, never a crash
+
+
+def test_this_cpu_is_read_as_its_flags_say():
+    """The check agrees with the kernel's CPU flags (Linux; elsewhere nothing to compare)."""
+    if not os.path.isfile('/proc/cpuinfo') or platform.machine() not in ('x86_64', 'AMD64'):
+        pytest.skip('needs an x86 Linux CPU')
+    with open('/proc/cpuinfo') as f:
+        flags = set(f.read().split())
+    assert device_module.native_bf16(CPU) == bool({'avx512_bf16', 'amx_bf16'} & flags)
 
 
 def test_auto_is_logged_and_kept_as_written(tmp_path, capsys):

@@ -43,9 +43,12 @@ def native_bf16(device):
     several times slower than fp32, so `auto` keeps fp32 there."""
     if device.type == 'cuda':
         return torch.cuda.is_bf16_supported()
-    cpu = getattr(torch._C, '_cpu', None)  # torch's own CPU feature checks (private, so guarded)
-    checks = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
+    capabilities = getattr(torch.cpu, 'get_capabilities', None)  # torch 2.10+
+    if capabilities is not None:
+        found = capabilities()
+        return bool(found.get('avx512_bf16') or found.get('amx_bf16'))
+    checks = ('_is_avx512_bf16_supported', '_is_amx_tile_supported')  # older torch (private)
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def resolve_precision(device, precision):
