@@ -22,7 +22,7 @@ from utils.text import printable_path, printable_relpath, visible_text
 
 SHOWN_SIDE = 256  # longest side of an image decoded for the grids (cells of about 150 pixels)
 # PNG thumbnails held between the duplicate search, which decodes every image, and the gallery,
-# which would decode each again (about 40 ms for a 12-MP JPEG): 5,000 photos take about 100 MB
+# which would decode each again (about 40 ms for a 12-MP JPEG): 5,000 photos take about 80 MB
 KEPT_THUMBNAILS_BYTES = 512 * 2**20
 
 

@@ -89,6 +89,17 @@ def test_native_bf16_on_a_torch_without_get_capabilities(monkeypatch):
     assert not device_module.native_bf16(CPU)  # no way to tell: fp32, never a crash
 
 
+def test_a_gpu_that_only_emulates_bf16_stays_in_fp32(monkeypatch):
+    asked = []
+
+    def supported(including_emulation=True):  # a pre-Ampere GPU: bf16 only emulated
+        asked.append(including_emulation)
+        return including_emulation
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', supported)
+    assert not device_module.native_bf16(torch.device('cuda'))
+    assert asked == [False]
+
+
 def test_this_cpu_is_read_as_its_flags_say():
     """The check agrees with the kernel's CPU flags (Linux; elsewhere nothing to compare)."""
     if not os.path.isfile('/proc/cpuinfo') or platform.machine() not in ('x86_64', 'AMD64'):

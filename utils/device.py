@@ -42,7 +42,10 @@ def native_bf16(device):
     AVX512-BF16 or AMX (x86). Elsewhere (older x86, ARM) bf16 runs emulated on the CPU and is
     several times slower than fp32, so `auto` keeps fp32 there."""
     if device.type == 'cuda':
-        return torch.cuda.is_bf16_supported()
+        try:  # not counting the emulation that pre-Ampere GPUs offer (slower than fp32)
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # a torch before the argument: it reported hardware support only
+            return torch.cuda.is_bf16_supported()
     capabilities = getattr(torch.cpu, 'get_capabilities', None)  # torch 2.10+
     if capabilities is not None:
         found = capabilities()
