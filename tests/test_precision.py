@@ -1,5 +1,6 @@
-"""precision: fp32 (the original's, and the default) or bf16, set once at the start of a run and
-used alike by training, mining and evaluation, on the CPU as on CUDA."""
+"""precision: fp32 (the original's, and the default), bf16, or auto (bf16 where the device
+computes it natively), set once at the start of a run and used alike by training, mining and
+evaluation, on the CPU as on CUDA."""
 import contextlib
 import os
 import platform
